@@ -1,0 +1,2 @@
+//! destination-salesforce binary.
+fn main() {}

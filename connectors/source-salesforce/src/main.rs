@@ -1,0 +1,2 @@
+//! source-salesforce binary.
+fn main() {}

@@ -1,0 +1,1 @@
+//! source-salesforce integration tests.

@@ -1,0 +1,1 @@
+//! Airbyte protocol types, NDJSON codec, stdout writer and shared CLI edge.

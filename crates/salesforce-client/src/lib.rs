@@ -1,0 +1,1 @@
+//! Salesforce API client: OAuth, REST, Bulk API 2.0, retries and usage tracking.

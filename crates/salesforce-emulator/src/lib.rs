@@ -1,0 +1,1 @@
+//! A local, faithful Salesforce API emulator.

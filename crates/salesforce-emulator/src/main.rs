@@ -1,0 +1,2 @@
+//! `salesforce-emulator` binary.
+fn main() {}
