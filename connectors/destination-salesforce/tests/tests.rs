@@ -1,1 +1,3 @@
 //! destination-salesforce integration tests.
+
+mod cli;

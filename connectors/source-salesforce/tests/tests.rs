@@ -1,1 +1,3 @@
 //! source-salesforce integration tests.
+
+mod cli;
