@@ -1,0 +1,256 @@
+//! Emulator configuration: seed, data volume, credentials, behaviour switches and initial faults.
+//!
+//! Every behaviour the Salesforce documentation leaves open (§9 of the reference) is a named field
+//! of [`Switches`], with the default the reference recommends.
+
+use crate::engine::Base64Rest;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A secret whose `Debug` output is redacted.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(pub String);
+
+impl Secret {
+    /// The secret text.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Credentials the token endpoint accepts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Credentials {
+    /// Connected-app consumer key.
+    pub client_id: String,
+    /// Consumer secret.
+    pub client_secret: Secret,
+    /// Initial refresh token.
+    pub refresh_token: Secret,
+    /// User name (JWT `sub`).
+    pub username: String,
+    /// Require `client_secret` on the refresh-token grant (§1.2 "conditional").
+    pub require_client_secret: bool,
+    /// PEM public key to verify JWT-bearer assertions (RS256). `None`: signatures are not checked,
+    /// only the claims.
+    pub jwt_public_key_pem: Option<String>,
+}
+
+impl Default for Credentials {
+    fn default() -> Self {
+        Credentials {
+            client_id: "emulator-client-id".into(),
+            client_secret: Secret("emulator-client-secret".into()),
+            refresh_token: Secret("emulator-refresh-token".into()),
+            username: "integration@emulator.example.com".into(),
+            require_client_secret: true,
+            jwt_public_key_pem: None,
+        }
+    }
+}
+
+/// `issued_at` unit in token responses (§1.3, §9.7).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IssuedAt {
+    /// 13-digit milliseconds, as observed in real responses (default).
+    Millis,
+    /// Seconds, as the docs say.
+    Seconds,
+}
+
+/// Key names of `/resultPages` bodies (§5.6, §9.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultPagesKeys {
+    /// `resultUrl` + `nextRecordsUrl` (default; the docs' prose and example).
+    ResultUrl,
+    /// `resultLink` + `nextRecordUrl` (the docs' table / a third-party schema).
+    ResultLink,
+}
+
+/// Behaviour switches for points the documentation leaves open.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Switches {
+    /// §9.1: Bulk CSV datetimes as `...000Z` (true, default) or `...000+0000`.
+    pub bulk_csv_datetime_zulu: bool,
+    /// §9.2: Bulk CSV nulls as `""` (true, default) or nothing between delimiters.
+    pub bulk_csv_null_quoted: bool,
+    /// §9.2: Bulk CSV booleans `true`/`false` (true, default) or `True`/`False`.
+    pub bulk_csv_bool_lower: bool,
+    /// §9.3: Bulk CSV header cells as written in the SELECT (true) or as canonical API names
+    /// (false, default; relationship paths as `Relationship.Field`).
+    pub bulk_csv_header_as_written: bool,
+    /// §9.4: `/resultPages` key names.
+    pub result_pages_keys: ResultPagesKeys,
+    /// §9.5: delete/undelete bump SystemModstamp (default true).
+    pub bump_stamp_on_delete: bool,
+    /// §9.6: accept fractional seconds in SOQL datetime literals (default true).
+    pub soql_fractional_seconds: bool,
+    /// §9.7: include `expires_in` (seconds) in token responses (default false).
+    pub oauth_expires_in: bool,
+    /// §9.7: `issued_at` unit.
+    pub oauth_issued_at: IssuedAt,
+    /// §1.5: refresh-token rotation (each refresh returns a new refresh token; replaying an old one
+    /// revokes the family).
+    pub refresh_token_rotation: bool,
+    /// §9.8: HTTP status of `INVALID_AUTH_HEADER` (default 401).
+    pub invalid_auth_header_status: u16,
+    /// §9.8: HTTP status of `INVALID_QUERY_LOCATOR` (default 400).
+    pub invalid_query_locator_status: u16,
+    /// §9.8: HTTP status for results of an unfinished Bulk query job (default 412, older docs).
+    pub job_not_complete_status: u16,
+    /// §9.8: error code for results of an unfinished Bulk query job (default `JOB_NOT_COMPLETE`).
+    pub job_not_complete_code: String,
+    /// §9.10: reject base64 fields in Bulk query SELECT lists (default true).
+    pub bulk_reject_base64: bool,
+    /// §9.14: identity URL host follows the request's Host (true) or is `login.salesforce.com`.
+    pub identity_url_follows_host: bool,
+    /// §2.10: emit the extended `Sforce-Limit-Info` form with `per-app-api-usage` (default false).
+    pub limit_info_extended: bool,
+    /// How REST query renders base64 fields (default: blob URL).
+    pub rest_base64: Base64Rest,
+    /// §1.6: token lifetime counts from the last use (true, default) or from issue.
+    pub token_sliding_expiry: bool,
+    /// §2.11 / getDeleted: days the recycle bin keeps deleted rows (default 15).
+    pub recycle_bin_days: i64,
+    /// §5.4: rows per Bulk result page when `maxRecords` is absent.
+    pub bulk_default_page_rows: u64,
+    /// Bulk results with zero rows: send the header row (true) or an empty body (false, default).
+    pub bulk_empty_result_header: bool,
+    /// §5.2: ms a new Bulk query job stays `UploadComplete`.
+    pub bulk_queued_ms: u64,
+    /// §5.2: ms a Bulk query job stays `InProgress`.
+    pub bulk_processing_ms: u64,
+}
+
+impl Default for Switches {
+    fn default() -> Self {
+        Switches {
+            bulk_csv_datetime_zulu: true,
+            bulk_csv_null_quoted: true,
+            bulk_csv_bool_lower: true,
+            bulk_csv_header_as_written: false,
+            result_pages_keys: ResultPagesKeys::ResultUrl,
+            bump_stamp_on_delete: true,
+            soql_fractional_seconds: true,
+            oauth_expires_in: false,
+            oauth_issued_at: IssuedAt::Millis,
+            refresh_token_rotation: false,
+            invalid_auth_header_status: 401,
+            invalid_query_locator_status: 400,
+            job_not_complete_status: 412,
+            job_not_complete_code: "JOB_NOT_COMPLETE".into(),
+            bulk_reject_base64: true,
+            identity_url_follows_host: true,
+            limit_info_extended: false,
+            rest_base64: Base64Rest::BlobUrl,
+            token_sliding_expiry: true,
+            recycle_bin_days: 15,
+            bulk_default_page_rows: 100_000,
+            bulk_empty_result_header: false,
+            bulk_queued_ms: 0,
+            bulk_processing_ms: 0,
+        }
+    }
+}
+
+/// Outcome forced on the next Bulk query job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobOutcome {
+    /// The job ends `Failed` with an error message.
+    Failed,
+    /// The job ends `Aborted`.
+    Aborted,
+}
+
+/// Fault injection (changeable at run time through `/__emulator/faults`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Faults {
+    /// Statuses returned, in order, by the next API calls (e.g. `[503, 503]`); 401 expires the
+    /// caller's token, 403 is `REQUEST_LIMIT_EXCEEDED` (daily), 429/420/406 have empty bodies.
+    pub script: Vec<u16>,
+    /// Fraction (0..1) of API calls answered with `error_status`.
+    pub error_rate: f64,
+    /// Status for `error_rate` (default 503 when 0).
+    pub error_status: u16,
+    /// 5xx bodies as an HTML page instead of the JSON array (§3.4).
+    pub html_errors: bool,
+    /// Fraction of API calls answered 403 `ConcurrentRequests` (§3.3).
+    pub concurrent_limit_rate: f64,
+    /// Added latency per API call (ms).
+    pub latency_ms: u64,
+    /// Daily API request allocation override (`DailyApiRequests.Max`).
+    pub daily_limit: Option<u64>,
+    /// Cut the connection after this many body bytes of the next Bulk result download; fires once.
+    pub reset_after_bytes: Option<u64>,
+    /// Queries examining more rows than this fail with 400 `QUERY_TIMEOUT` (§3.3).
+    pub query_timeout_rows: Option<u64>,
+    /// Forced outcome of the next Bulk query job.
+    pub next_job: Option<JobOutcome>,
+    /// Written rows become visible this many ms after the write (late-visible records, §4.2).
+    pub late_visible_ms: u64,
+}
+
+/// Emulator configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Generator seed: same seed, same rows.
+    pub seed: u64,
+    /// Generated rows per object name; objects not listed get `default_rows`.
+    pub rows: BTreeMap<String, u64>,
+    /// Rows for objects not in `rows`.
+    pub default_rows: u64,
+    /// First generated stamp (ms since epoch; default 2020-01-01).
+    pub data_start_ms: i64,
+    /// Last generated stamp (ms; `None`: the start of the current UTC day).
+    pub data_end_ms: Option<i64>,
+    /// Rows per stamp tie cluster (§4.2).
+    pub tie_cluster: u64,
+    /// Generated rows that are soft-deleted, per thousand.
+    pub deleted_per_mille: u64,
+    /// Accepted credentials.
+    pub credentials: Credentials,
+    /// Access-token lifetime in seconds (§1.6, default 7200).
+    pub token_lifetime_secs: u64,
+    /// Daily API request allocation (`DailyApiRequests.Max`).
+    pub daily_api_limit: u64,
+    /// Newest API version served (versions 31.0..=this are listed; older get 410).
+    pub latest_api_version: u32,
+    /// Documented-open behaviours.
+    pub switches: Switches,
+    /// Initial faults.
+    pub faults: Faults,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seed: 42,
+            rows: BTreeMap::new(),
+            default_rows: 100,
+            data_start_ms: 1_577_836_800_000,
+            data_end_ms: None,
+            tie_cluster: 3,
+            deleted_per_mille: 10,
+            credentials: Credentials::default(),
+            token_lifetime_secs: 7200,
+            daily_api_limit: 100_000,
+            latest_api_version: 64,
+            switches: Switches::default(),
+            faults: Faults::default(),
+        }
+    }
+}

@@ -1,0 +1,1636 @@
+//! Bulk API 2.0 ingest jobs (§6): create, upload, close/abort, background processing through
+//! [`Store::apply`], job info and list, delete, and the three result CSVs.
+//!
+//! Life cycle (§6.4): `Open` → (`PUT .../batches`, once) → `UploadComplete` (PATCH) → `InProgress`
+//! → `JobComplete` | `Failed`; `Aborted` any time before completion. Latencies reuse the Bulk
+//! switches `bulk_queued_ms` / `bulk_processing_ms`, and the fault `next_job` (taken when the job is
+//! closed) forces `Failed` or `Aborted`.
+//!
+//! Memory stays flat with upload size: the upload is streamed to a temporary file, processed in
+//! internal batches of 10,000 records (§6.7), and the result CSVs are appended to temporary files
+//! and streamed back from them. Processing is sequential, so the processed rows are always a
+//! prefix of the upload and `unprocessedrecords` is the rest of it.
+//!
+//! Row outcomes come from the org store ([`Store::apply`]); this module adds what the Bulk CSV
+//! layer itself checks before the DML: value deserialization per field type, relationship
+//! columns (§6.6), duplicate keys within an internal batch, and the `#N/A` / empty-cell rules.
+//! Errors are rendered in the Bulk form `CODE:message:Field1 Field2 --` (`:--` without fields).
+
+use crate::api::{ApiError, json_response, version};
+use crate::config::JobOutcome;
+use crate::engine::csv_quoted;
+use crate::ids;
+use crate::schema::{FieldType, ObjectDef, Schema};
+use crate::state::{EmulatorState, lock, now_ms};
+use crate::store::{
+    FieldInput, FieldValues, RowError, RowOutcome, Snapshot, StoreError, WriteOp, parse_input,
+};
+use crate::value;
+use axum::body::{Body, Bytes};
+use axum::extract::{Extension, Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use axum::{Router, routing::post};
+use futures::StreamExt;
+use serde_json::{Value as Json, json};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Records per internal batch (§6.7).
+pub const BATCH_RECORDS: usize = 10_000;
+/// Largest accepted upload, counted after base64 encoding (§6.2: "150 MB of base64 encoded
+/// content"). Decimal megabytes, the stricter reading, so a client that fits here fits Salesforce.
+pub const MAX_BASE64_BYTES: u64 = 150_000_000;
+/// An oversized chunked upload is drained up to this many raw bytes so the client can read the
+/// 413 instead of a broken pipe; beyond it the connection is dropped.
+const DRAIN_LIMIT: u64 = 2 * MAX_BASE64_BYTES;
+/// Lowest API version serving ingest jobs (§6.1).
+const MIN_VERSION: u32 = 41;
+/// Jobs per page of `GET /jobs/ingest` (§6.7 "same paging shape as §5.7").
+const LIST_PAGE: usize = 1000;
+const CHUNK: usize = 256 * 1024;
+
+type St = State<Arc<EmulatorState>>;
+type Book = Extension<Arc<IngestBook>>;
+
+/// Job-level failures while processing; the text becomes the job's `errorMessage` (§6.4).
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    /// A failure with Salesforce's own message, e.g. `InvalidBatch : Field name not found : X`.
+    #[error("{0}")]
+    Job(String),
+    /// Temporary-file I/O.
+    #[error("InternalServerError : {0}")]
+    Io(#[from] std::io::Error),
+    /// Malformed CSV data.
+    #[error("ClientInputError : {0}")]
+    Csv(#[from] csv::Error),
+    /// The store refused the whole batch.
+    #[error("InternalServerError : {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The ingest operations of §6.1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// `insert`
+    Insert,
+    /// `update`
+    Update,
+    /// `upsert` (with `externalIdFieldName`)
+    Upsert,
+    /// `delete` (soft, to the recycle bin)
+    Delete,
+    /// `hardDelete` (bypasses the recycle bin)
+    HardDelete,
+}
+
+impl Operation {
+    /// Parses the wire name.
+    pub fn parse(s: &str) -> Option<Operation> {
+        Some(match s {
+            "insert" => Operation::Insert,
+            "update" => Operation::Update,
+            "upsert" => Operation::Upsert,
+            "delete" => Operation::Delete,
+            "hardDelete" => Operation::HardDelete,
+            _ => return None,
+        })
+    }
+
+    /// The wire name.
+    pub fn wire(self) -> &'static str {
+        match self {
+            Operation::Insert => "insert",
+            Operation::Update => "update",
+            Operation::Upsert => "upsert",
+            Operation::Delete => "delete",
+            Operation::HardDelete => "hardDelete",
+        }
+    }
+}
+
+/// A temporary file removed when the job is dropped.
+#[derive(Debug)]
+struct TempPath(PathBuf);
+
+impl TempPath {
+    fn new(tag: &str) -> TempPath {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, Ordering::Relaxed);
+        TempPath(std::env::temp_dir().join(format!(
+            "salesforce-emulator-{}-{n}-{tag}.csv",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempPath {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Upload {
+    None,
+    InFlight,
+    Done(u64),
+}
+
+/// Mutable part of a job.
+#[derive(Debug)]
+struct Rt {
+    upload: Upload,
+    closed_ms: Option<i64>,
+    aborted_ms: Option<i64>,
+    queued_ms: u64,
+    processing_ms: u64,
+    started_ms: Option<i64>,
+    finished_ms: Option<i64>,
+    processed: u64,
+    failed: u64,
+    /// Committed bytes of the successful / failed result files (0: not written yet).
+    success_len: u64,
+    failed_len: u64,
+    error: Option<String>,
+    modstamp_ms: i64,
+}
+
+/// One Bulk 2.0 ingest job.
+#[derive(Debug)]
+pub struct IngestJob {
+    /// `750...` id.
+    pub id: String,
+    /// Operation.
+    pub operation: Operation,
+    /// Object API name (canonical spelling).
+    pub object: String,
+    /// `externalIdFieldName` (upsert).
+    pub external_id_field: Option<String>,
+    /// `assignmentRuleId`, echoed.
+    pub assignment_rule_id: Option<String>,
+    /// Creation instant (ms).
+    pub created_ms: i64,
+    /// API version number of the create call (e.g. 62).
+    pub api_version: u32,
+    /// `COMMA`, `TAB`, ...
+    pub column_delimiter: String,
+    /// `LF` or `CRLF`.
+    pub line_ending: String,
+    upload: TempPath,
+    success: TempPath,
+    failed: TempPath,
+    rt: Mutex<Rt>,
+}
+
+impl IngestJob {
+    fn delimiter(&self) -> u8 {
+        delimiter_byte(&self.column_delimiter).unwrap_or(b',')
+    }
+
+    fn eol(&self) -> &'static [u8] {
+        if self.line_ending == "CRLF" {
+            b"\r\n"
+        } else {
+            b"\n"
+        }
+    }
+
+    /// Current state and error message (§6.4).
+    pub fn state(&self, now: i64) -> (&'static str, Option<String>) {
+        state_of(&lock(&self.rt), now)
+    }
+
+    /// Job info (§6.1 create shape; `full` adds the §6.4 counters); `forced` overrides the state
+    /// shown (the close response always says `UploadComplete`).
+    pub fn info(&self, state: &EmulatorState, full: bool, forced: Option<&'static str>) -> Json {
+        let now = now_ms();
+        let rt = lock(&self.rt);
+        let (st, err) = state_of(&rt, now);
+        let st = forced.unwrap_or(st);
+        let mut j = json!({
+            "id": self.id,
+            "operation": self.operation.wire(),
+            "object": self.object,
+            "createdById": state.user_id(),
+            "createdDate": value::fmt_datetime_rest(self.created_ms),
+            "systemModstamp": value::fmt_datetime_rest(rt.modstamp_ms),
+            "state": st,
+        });
+        if let Some(f) = &self.external_id_field {
+            j["externalIdFieldName"] = json!(f);
+        }
+        if let Some(a) = &self.assignment_rule_id {
+            j["assignmentRuleId"] = json!(a);
+        }
+        j["concurrencyMode"] = json!("Parallel");
+        j["contentType"] = json!("CSV");
+        j["apiVersion"] = json!(f64::from(self.api_version));
+        j["contentUrl"] = json!(format!(
+            "services/data/v{}.0/jobs/ingest/{}/batches",
+            self.api_version, self.id
+        ));
+        j["lineEnding"] = json!(self.line_ending);
+        j["columnDelimiter"] = json!(self.column_delimiter);
+        j["jobType"] = json!("V2Ingest");
+        if full {
+            let total = match (rt.started_ms, rt.finished_ms) {
+                (Some(s), Some(f)) => ((f - s).max(0) as u64).max(rt.processing_ms),
+                (Some(s), None) => (now - s).max(0) as u64,
+                _ => 0,
+            };
+            j["numberRecordsProcessed"] = json!(rt.processed);
+            j["numberRecordsFailed"] = json!(rt.failed);
+            j["retries"] = json!(0);
+            j["totalProcessingTime"] = json!(total);
+            j["apiActiveProcessingTime"] = json!(total);
+            j["apexProcessingTime"] = json!(0);
+            if let Some(e) = err {
+                j["errorMessage"] = json!(e);
+            }
+        }
+        j
+    }
+}
+
+fn state_of(rt: &Rt, now: i64) -> (&'static str, Option<String>) {
+    if rt.aborted_ms.is_some() {
+        return ("Aborted", None);
+    }
+    let Some(closed) = rt.closed_ms else {
+        return ("Open", None);
+    };
+    let elapsed = (now - closed).max(0) as u64;
+    if elapsed < rt.queued_ms && rt.started_ms.is_none() {
+        return ("UploadComplete", None);
+    }
+    if rt.finished_ms.is_none() || elapsed < rt.queued_ms + rt.processing_ms {
+        return ("InProgress", None);
+    }
+    match &rt.error {
+        Some(e) => ("Failed", Some(e.clone())),
+        None => ("JobComplete", None),
+    }
+}
+
+/// The ingest jobs of one server (held by the router, see [`routes`]).
+#[derive(Debug, Default)]
+pub struct IngestBook {
+    jobs: Mutex<BTreeMap<String, Arc<IngestJob>>>,
+}
+
+impl IngestBook {
+    fn find(&self, id: &str) -> Result<Arc<IngestJob>, ApiError> {
+        lock(&self.jobs)
+            .get(id)
+            .cloned()
+            .ok_or_else(ApiError::not_found)
+    }
+}
+
+/// The ingest routes (§6), to be merged into the API router inside its middleware.
+pub fn routes() -> Router<Arc<EmulatorState>> {
+    let d = "/services/data/{version}/jobs/ingest";
+    let j = format!("{d}/{{job}}");
+    let book = Arc::new(IngestBook::default());
+    Router::new()
+        .route(d, post(create).get(list))
+        .route(&format!("{d}/"), post(create).get(list))
+        .route(&j, get(info).patch(patch).delete(delete))
+        .route(&format!("{j}/batches"), put(upload))
+        .route(&format!("{j}/batches/"), put(upload))
+        .route(&format!("{j}/successfulResults"), get(successful_results))
+        .route(&format!("{j}/successfulResults/"), get(successful_results))
+        .route(&format!("{j}/failedResults"), get(failed_results))
+        .route(&format!("{j}/failedResults/"), get(failed_results))
+        .route(&format!("{j}/unprocessedrecords"), get(unprocessed_records))
+        .route(
+            &format!("{j}/unprocessedrecords/"),
+            get(unprocessed_records),
+        )
+        .layer(Extension(book))
+}
+
+fn delimiter_byte(name: &str) -> Option<u8> {
+    Some(match name {
+        "COMMA" => b',',
+        "TAB" => b'\t',
+        "PIPE" => b'|',
+        "SEMICOLON" => b';',
+        "CARET" => b'^',
+        "BACKQUOTE" => b'`',
+        _ => return None,
+    })
+}
+
+/// Resolves the `{version}` segment; ingest needs v41.0+ (§6.1), older versions are 404.
+fn ingest_version(state: &EmulatorState, raw: &str) -> Result<u32, ApiError> {
+    let v = version(state, raw)?;
+    let n = v
+        .trim_start_matches('v')
+        .trim_end_matches(".0")
+        .parse::<u32>()
+        .unwrap_or(0);
+    if n < MIN_VERSION {
+        return Err(ApiError::not_found());
+    }
+    Ok(n)
+}
+
+fn invalid_job(msg: impl std::fmt::Display) -> ApiError {
+    ApiError::new(400, "INVALIDJOB", format!("InvalidJob : {msg}"))
+}
+
+fn invalid_state(msg: impl std::fmt::Display) -> ApiError {
+    ApiError::new(400, "INVALIDJOBSTATE", format!("InvalidJobState : {msg}"))
+}
+
+fn respond(r: Result<Response, ApiError>) -> Response {
+    match r {
+        Ok(r) => r,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `POST /jobs/ingest` (§6.1): validates the body and answers 200 with the `Open` job info.
+async fn create(
+    State(state): St,
+    Extension(book): Book,
+    Path(v): Path<String>,
+    body: Bytes,
+) -> Response {
+    respond(create_inner(&state, &book, &v, &body))
+}
+
+fn create_inner(
+    state: &EmulatorState,
+    book: &IngestBook,
+    v: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let api_version = ingest_version(state, v)?;
+    let req: Json = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            400,
+            "JSON_PARSER_ERROR",
+            format!("Cannot deserialize request: {e}"),
+        )
+    })?;
+    let s = |k: &str| req.get(k).and_then(Json::as_str).map(str::to_string);
+    let op_name = s("operation").unwrap_or_default();
+    let operation = Operation::parse(&op_name)
+        .ok_or_else(|| invalid_job(format!("Invalid operation: {op_name}")))?;
+    let object = s("object")
+        .filter(|o| !o.is_empty())
+        .ok_or_else(|| invalid_job("Object is required"))?;
+    let content = s("contentType").unwrap_or_else(|| "CSV".into());
+    if content != "CSV" {
+        return Err(invalid_job(format!("Invalid content type: {content}")));
+    }
+    let delimiter = s("columnDelimiter").unwrap_or_else(|| "COMMA".into());
+    if delimiter_byte(&delimiter).is_none() {
+        return Err(invalid_job(format!(
+            "Invalid column delimiter: {delimiter}"
+        )));
+    }
+    let line_ending = s("lineEnding").unwrap_or_else(|| "LF".into());
+    if line_ending != "LF" && line_ending != "CRLF" {
+        return Err(invalid_job(format!("Invalid line ending: {line_ending}")));
+    }
+    let schema = state.store.schema();
+    let def = schema
+        .object(&object)
+        .ok_or_else(|| invalid_job(format!("Unable to find object: {object}")))?;
+    if !def.bulk_supported {
+        return Err(ApiError::new(
+            400,
+            "INVALIDENTITY",
+            format!("Entity '{}' is not supported by the Bulk API.", def.name),
+        ));
+    }
+    let allowed = match operation {
+        Operation::Insert => def.createable,
+        Operation::Update => def.updateable,
+        Operation::Upsert => def.createable && def.updateable,
+        Operation::Delete | Operation::HardDelete => def.deletable,
+    };
+    if !allowed {
+        return Err(invalid_job(format!(
+            "Entity type {} does not support {}",
+            def.name,
+            operation.wire()
+        )));
+    }
+    let external_id_field =
+        if operation == Operation::Upsert {
+            let f = s("externalIdFieldName").filter(|f| !f.is_empty()).ok_or_else(|| {
+            invalid_job(format!(
+                "External ID was blank for {}. An External ID must be specified for upsert.",
+                def.name
+            ))
+        })?;
+            let fd = def
+                .field(&f)
+                .filter(|fd| fd.external_id || fd.ty == FieldType::Id)
+                .ok_or_else(|| {
+                    invalid_job(format!(
+                        "Field name provided, {f} is not an External ID or indexed field for {}",
+                        def.name
+                    ))
+                })?;
+            Some(fd.name.clone())
+        } else {
+            None
+        };
+    let now = now_ms();
+    let job = Arc::new(IngestJob {
+        id: ids::make("750", state.next_seq()),
+        operation,
+        object: def.name.clone(),
+        external_id_field,
+        assignment_rule_id: s("assignmentRuleId"),
+        created_ms: now,
+        api_version,
+        column_delimiter: delimiter,
+        line_ending,
+        upload: TempPath::new("upload"),
+        success: TempPath::new("success"),
+        failed: TempPath::new("failed"),
+        rt: Mutex::new(Rt {
+            upload: Upload::None,
+            closed_ms: None,
+            aborted_ms: None,
+            queued_ms: 0,
+            processing_ms: 0,
+            started_ms: None,
+            finished_ms: None,
+            processed: 0,
+            failed: 0,
+            success_len: 0,
+            failed_len: 0,
+            error: None,
+            modstamp_ms: now,
+        }),
+    });
+    lock(&book.jobs).insert(job.id.clone(), job.clone());
+    Ok(json_response(StatusCode::OK, &job.info(state, false, None)))
+}
+
+/// `GET /jobs/ingest/{id}` (§6.4).
+async fn info(
+    State(state): St,
+    Extension(book): Book,
+    Path((v, id)): Path<(String, String)>,
+) -> Response {
+    respond((|| {
+        ingest_version(&state, &v)?;
+        let job = book.find(&id)?;
+        Ok(json_response(StatusCode::OK, &job.info(&state, true, None)))
+    })())
+}
+
+/// `GET /jobs/ingest[?queryLocator=N][&jobType=]` (§6.7, paging as §5.7, ≤1,000 per page).
+async fn list(
+    State(state): St,
+    Extension(book): Book,
+    Path(v): Path<String>,
+    RawQuery(q): RawQuery,
+) -> Response {
+    respond((|| {
+        let n = ingest_version(&state, &v)?;
+        let params: HashMap<String, String> = q
+            .as_deref()
+            .map(|q| {
+                url::form_urlencoded::parse(q.as_bytes())
+                    .into_owned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let jobs: Vec<Arc<IngestJob>> = match params.get("jobType").map(String::as_str) {
+            Some(t) if t != "V2Ingest" => Vec::new(),
+            _ => lock(&book.jobs).values().cloned().collect(),
+        };
+        let start = match params.get("queryLocator") {
+            Some(l) => l
+                .parse::<usize>()
+                .ok()
+                .filter(|&s| s <= jobs.len())
+                .ok_or_else(|| {
+                    ApiError::new(
+                        400,
+                        "INVALID_QUERY_LOCATOR",
+                        format!("Invalid locator: {l}"),
+                    )
+                })?,
+            None => 0,
+        };
+        let end = (start + LIST_PAGE).min(jobs.len());
+        let records: Vec<Json> = jobs[start..end]
+            .iter()
+            .map(|j| j.info(&state, false, None))
+            .collect();
+        let done = end >= jobs.len();
+        let next = if done {
+            Json::Null
+        } else {
+            json!(format!(
+                "/services/data/v{n}.0/jobs/ingest?queryLocator={end}"
+            ))
+        };
+        Ok(json_response(
+            StatusCode::OK,
+            &json!({"done": done, "records": records, "nextRecordsUrl": next}),
+        ))
+    })())
+}
+
+/// `PUT /jobs/ingest/{id}/batches` (§6.2): `text/csv`, once per job, only while `Open`; streamed
+/// to a temporary file (flat memory); 201 with an empty body. Over 150 MB after base64 → 413.
+/// A second upload is refused with Salesforce's "Found multiple contents for job" error (observed
+/// behaviour, not in the reference).
+async fn upload(
+    State(state): St,
+    Extension(book): Book,
+    Path((v, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    respond(upload_inner(&state, &book, &v, &id, &headers, body).await)
+}
+
+fn base64_len(raw: u64) -> u64 {
+    raw.div_ceil(3) * 4
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        413,
+        "EXCEEDED_MAX_SIZE_REQUEST",
+        format!(
+            "Exceeded max size limit of {MAX_BASE64_BYTES} bytes of base64 encoded content for job data; upload at most 100 MB of CSV per job"
+        ),
+    )
+}
+
+async fn upload_inner(
+    state: &EmulatorState,
+    book: &IngestBook,
+    v: &str,
+    id: &str,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    ingest_version(state, v)?;
+    let job = book.find(id)?;
+    if let Some(ct) = headers.get(header::CONTENT_TYPE) {
+        let ct = ct.to_str().unwrap_or("").trim().to_ascii_lowercase();
+        if !ct.starts_with("text/csv") {
+            return Err(ApiError::new(
+                415,
+                "INVALIDCONTENTTYPE",
+                format!("Content-Type '{ct}' is not supported for job data; use text/csv"),
+            ));
+        }
+    }
+    {
+        let mut rt = lock(&job.rt);
+        let (st, _) = state_of(&rt, now_ms());
+        if st != "Open" {
+            return Err(invalid_state(format!(
+                "Uploading data to a {st} Job not allowed"
+            )));
+        }
+        if rt.upload != Upload::None {
+            return Err(ApiError::new(
+                400,
+                "BULK_API_ERROR",
+                format!(
+                    "Found multiple contents for job: <{id}>, please 'Close' / 'Abort' / 'Delete' the current Job then create a new Job and make sure you only do 'PUT' once on a given Job."
+                ),
+            ));
+        }
+        rt.upload = Upload::InFlight;
+    }
+    let result = stream_to_file(&job, headers, body).await;
+    let mut rt = lock(&job.rt);
+    match result {
+        Ok(n) => {
+            rt.upload = Upload::Done(n);
+            let mut r = Response::new(Body::empty());
+            *r.status_mut() = StatusCode::CREATED;
+            Ok(r)
+        }
+        Err(e) => {
+            rt.upload = Upload::None;
+            let _ = std::fs::remove_file(&job.upload.0);
+            Err(e)
+        }
+    }
+}
+
+async fn stream_to_file(job: &IngestJob, headers: &HeaderMap, body: Body) -> Result<u64, ApiError> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.parse::<u64>().ok());
+    if declared.is_some_and(|n| base64_len(n) > MAX_BASE64_BYTES) {
+        return Err(too_large());
+    }
+    let io = |e: std::io::Error| {
+        ApiError::new(
+            500,
+            "UNKNOWN_EXCEPTION",
+            format!("job data could not be stored: {e}"),
+        )
+    };
+    let file = tokio::fs::File::create(&job.upload.0).await.map_err(io)?;
+    let mut w = tokio::io::BufWriter::with_capacity(CHUNK, file);
+    let mut stream = body.into_data_stream();
+    let mut total = 0u64;
+    let mut oversize = false;
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::new(
+                400,
+                "INVALIDBATCH",
+                format!("InvalidBatch : upload interrupted: {e}"),
+            )
+        })?;
+        total += chunk.len() as u64;
+        if base64_len(total) > MAX_BASE64_BYTES {
+            oversize = true;
+            if total > DRAIN_LIMIT {
+                break;
+            }
+            continue;
+        }
+        w.write_all(&chunk).await.map_err(io)?;
+    }
+    if oversize {
+        return Err(too_large());
+    }
+    w.flush().await.map_err(io)?;
+    Ok(total)
+}
+
+/// `PATCH /jobs/ingest/{id}` (§6.3): `{"state":"UploadComplete"}` from `Open` starts processing;
+/// `{"state":"Aborted"}` before completion stops it (§6.4). 200 with the job info.
+async fn patch(
+    State(state): St,
+    Extension(book): Book,
+    Path((v, id)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    respond(patch_inner(&state, &book, &v, &id, &body))
+}
+
+fn patch_inner(
+    state: &Arc<EmulatorState>,
+    book: &IngestBook,
+    v: &str,
+    id: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    ingest_version(state, v)?;
+    let job = book.find(id)?;
+    let req: Json = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            400,
+            "JSON_PARSER_ERROR",
+            format!("Cannot deserialize request: {e}"),
+        )
+    })?;
+    let target = req.get("state").and_then(Json::as_str).unwrap_or("");
+    let now = now_ms();
+    match target {
+        "UploadComplete" => {
+            let sw = state.switches();
+            let forced = {
+                let mut rt = lock(&job.rt);
+                let (st, _) = state_of(&rt, now);
+                if st != "Open" {
+                    return Err(invalid_state(format!(
+                        "Closing already {st} Job not allowed"
+                    )));
+                }
+                if rt.upload == Upload::InFlight {
+                    return Err(invalid_state(
+                        "Closing a Job while its data is being uploaded not allowed",
+                    ));
+                }
+                rt.closed_ms = Some(now);
+                rt.modstamp_ms = now;
+                rt.queued_ms = sw.bulk_queued_ms;
+                rt.processing_ms = sw.bulk_processing_ms;
+                lock(&state.faults).next_job.take()
+            };
+            let (st, bg) = (state.clone(), job.clone());
+            let queued = sw.bulk_queued_ms;
+            tokio::spawn(async move {
+                if queued > 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(queued)).await;
+                }
+                let _ = tokio::task::spawn_blocking(move || process(&st, &bg, forced)).await;
+            });
+            Ok(json_response(
+                StatusCode::OK,
+                &job.info(state, false, Some("UploadComplete")),
+            ))
+        }
+        "Aborted" => {
+            {
+                let mut rt = lock(&job.rt);
+                let (st, _) = state_of(&rt, now);
+                if !matches!(st, "Open" | "UploadComplete" | "InProgress") {
+                    return Err(invalid_state(format!(
+                        "Aborting already {st} Job not allowed"
+                    )));
+                }
+                rt.aborted_ms = Some(now);
+                rt.modstamp_ms = now;
+            }
+            Ok(json_response(StatusCode::OK, &job.info(state, false, None)))
+        }
+        other => Err(invalid_state(format!(
+            "Invalid state: {other}; an ingest job can only be set to UploadComplete or Aborted"
+        ))),
+    }
+}
+
+/// `DELETE /jobs/ingest/{id}` (§6.7): 204 in `UploadComplete`, `JobComplete`, `Aborted` or
+/// `Failed`; otherwise 400 `API_ERROR`. Deleting a queued job stops it.
+async fn delete(
+    State(state): St,
+    Extension(book): Book,
+    Path((v, id)): Path<(String, String)>,
+) -> Response {
+    respond((|| {
+        ingest_version(&state, &v)?;
+        let job = book.find(&id)?;
+        {
+            let mut rt = lock(&job.rt);
+            let now = now_ms();
+            let (st, _) = state_of(&rt, now);
+            if !matches!(st, "UploadComplete" | "JobComplete" | "Aborted" | "Failed") {
+                return Err(ApiError::new(
+                    400,
+                    "API_ERROR",
+                    format!("Unable to delete job {id} because the job is not terminated"),
+                ));
+            }
+            if st == "UploadComplete" {
+                rt.aborted_ms = Some(now);
+            }
+        }
+        lock(&book.jobs).remove(&id);
+        let mut r = Response::new(Body::empty());
+        *r.status_mut() = StatusCode::NO_CONTENT;
+        Ok(r)
+    })())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processing
+// ---------------------------------------------------------------------------------------------
+
+fn process(state: &EmulatorState, job: &IngestJob, forced: Option<JobOutcome>) {
+    {
+        let mut rt = lock(&job.rt);
+        if rt.aborted_ms.is_some() {
+            return;
+        }
+        let now = now_ms();
+        rt.started_ms = Some(now);
+        if forced == Some(JobOutcome::Aborted) {
+            rt.aborted_ms = Some(now);
+            rt.modstamp_ms = now;
+            return;
+        }
+    }
+    let result = run(state, job, forced);
+    let mut rt = lock(&job.rt);
+    let now = now_ms();
+    rt.finished_ms = Some(now);
+    if rt.aborted_ms.is_none() {
+        rt.modstamp_ms = now;
+    }
+    if let Err(e) = result {
+        tracing::debug!(job = %job.id, error = %e, "ingest job failed");
+        rt.error = Some(e.to_string());
+    }
+}
+
+/// How one uploaded column is written (§6.6).
+#[derive(Debug, Clone)]
+enum Column {
+    /// A field of the object.
+    Field(usize),
+    /// `RelationshipName.IndexedField`: the lookup field, the parent object and its field.
+    Rel {
+        lookup: usize,
+        parent: usize,
+        parent_field: usize,
+    },
+    /// Present but not used by this operation (non-`Id` columns of a delete job).
+    Ignored,
+}
+
+/// Checks the first line terminator against the job's `lineEnding` (§6.1 "must match the file").
+fn check_line_ending(job: &IngestJob) -> Result<(), IngestError> {
+    let f = std::fs::File::open(&job.upload.0)?;
+    let mut r = BufReader::new(f);
+    let mut in_quotes = false;
+    let mut prev = 0u8;
+    loop {
+        let buf = r.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        let n = buf.len();
+        for &c in buf {
+            if c == b'"' {
+                in_quotes = !in_quotes;
+            } else if c == b'\n' && !in_quotes {
+                let crlf = prev == b'\r';
+                if crlf != (job.line_ending == "CRLF") {
+                    return Err(IngestError::Job(format!(
+                        "ClientInputError : LineEnding is invalid on user data. Current LineEnding setting is {}",
+                        job.line_ending
+                    )));
+                }
+                return Ok(());
+            }
+            prev = c;
+        }
+        r.consume(n);
+    }
+}
+
+fn reader(job: &IngestJob) -> Result<csv::Reader<BufReader<std::fs::File>>, IngestError> {
+    let f = std::fs::File::open(&job.upload.0)?;
+    Ok(csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .delimiter(job.delimiter())
+        .from_reader(BufReader::with_capacity(CHUNK, f)))
+}
+
+fn cells(rec: &csv::ByteRecord) -> Vec<String> {
+    rec.iter()
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect()
+}
+
+fn header_of(rec: &csv::ByteRecord) -> Vec<String> {
+    let mut h = cells(rec);
+    if let Some(first) = h.first_mut()
+        && let Some(rest) = first.strip_prefix('\u{feff}')
+    {
+        *first = rest.to_string();
+    }
+    h
+}
+
+/// The uploaded header row, if any data was uploaded.
+fn uploaded_header(job: &IngestJob) -> Option<Vec<String>> {
+    if !matches!(lock(&job.rt).upload, Upload::Done(n) if n > 0) {
+        return None;
+    }
+    let mut r = reader(job).ok()?;
+    let mut rec = csv::ByteRecord::new();
+    match r.read_byte_record(&mut rec) {
+        Ok(true) => Some(header_of(&rec)),
+        _ => None,
+    }
+}
+
+/// Maps header names to columns; a name that is neither a field nor a relationship column fails
+/// the whole job (§6.6: "Treat an unknown column as a whole-job failure").
+fn resolve_columns(
+    schema: &Schema,
+    def: &ObjectDef,
+    header: &[String],
+    op: Operation,
+) -> Result<Vec<Column>, IngestError> {
+    let not_found =
+        |name: &str| IngestError::Job(format!("InvalidBatch : Field name not found : {name}"));
+    header
+        .iter()
+        .map(|name| {
+            if let Some(f) = def.index(name) {
+                let delete = matches!(op, Operation::Delete | Operation::HardDelete);
+                return Ok(if delete && def.fields[f].name != "Id" {
+                    Column::Ignored
+                } else {
+                    Column::Field(f)
+                });
+            }
+            let (rel, pf) = name.split_once('.').ok_or_else(|| not_found(name))?;
+            let lookup = def
+                .fields
+                .iter()
+                .position(|fd| {
+                    fd.ty == FieldType::Reference
+                        && fd.reference_to.len() == 1
+                        && fd
+                            .relationship_name
+                            .as_deref()
+                            .is_some_and(|r| r.eq_ignore_ascii_case(rel))
+                })
+                .ok_or_else(|| not_found(name))?;
+            let parent = schema
+                .index(&def.fields[lookup].reference_to[0])
+                .ok_or_else(|| not_found(name))?;
+            let pdef = &schema.objects[parent];
+            let parent_field = pdef
+                .index(pf)
+                .filter(|&i| pdef.fields[i].unique)
+                .ok_or_else(|| not_found(name))?;
+            Ok(if matches!(op, Operation::Delete | Operation::HardDelete) {
+                Column::Ignored
+            } else {
+                Column::Rel {
+                    lookup,
+                    parent,
+                    parent_field,
+                }
+            })
+        })
+        .collect()
+}
+
+impl Snapshot {
+    /// The visible row of `obj` whose unique field `field` equals `key` (case-insensitive, as
+    /// external ids match), for relationship columns (§6.6).
+    pub(crate) fn find_by_unique(&self, obj: usize, field: usize, key: &str) -> Option<u64> {
+        let od = self.objs.get(obj)?;
+        let matches = |idx: u64| {
+            self.row(obj, idx).is_some_and(|r| {
+                r.visible(false)
+                    && r.get(field)
+                        .as_str()
+                        .is_some_and(|v| v.eq_ignore_ascii_case(key))
+            })
+        };
+        if let Some(&idx) = od.overlay.unique.get(&(field, key.to_ascii_lowercase()))
+            && matches(idx)
+        {
+            return Some(idx);
+        }
+        // Generated unique keys are "<prefix>-<row>".
+        let n = key
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse::<u64>().ok())?;
+        (n < od.base_rows && matches(n)).then_some(n)
+    }
+}
+
+/// `sf__Error` text (§6.5): `CODE:message:` then each field followed by a space, then `--`
+/// (e.g. `REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --`).
+pub fn bulk_error(e: &RowError) -> String {
+    let mut s = format!("{}:{}:", e.code, e.message);
+    for f in &e.fields {
+        s.push_str(f);
+        s.push(' ');
+    }
+    s.push_str("--");
+    s
+}
+
+fn row_error(code: &str, message: impl Into<String>, fields: &[&str]) -> RowError {
+    RowError {
+        code: code.to_string(),
+        message: message.into(),
+        fields: fields.iter().map(|f| f.to_string()).collect(),
+    }
+}
+
+/// Types the Bulk layer deserializes from CSV text before the DML.
+fn typed(ty: FieldType) -> bool {
+    use FieldType as T;
+    matches!(
+        ty,
+        T::Boolean
+            | T::Int
+            | T::Double
+            | T::Currency
+            | T::Percent
+            | T::Date
+            | T::DateTime
+            | T::Time
+    )
+}
+
+enum Outcome {
+    Ok { id: String, created: bool },
+    Err { id: String, error: String },
+}
+
+struct Writers {
+    ok: BufWriter<std::fs::File>,
+    bad: BufWriter<std::fs::File>,
+    ok_len: u64,
+    bad_len: u64,
+}
+
+fn run(
+    state: &EmulatorState,
+    job: &IngestJob,
+    forced: Option<JobOutcome>,
+) -> Result<(), IngestError> {
+    let uploaded = matches!(lock(&job.rt).upload, Upload::Done(n) if n > 0);
+    let schema = state.store.schema().clone();
+    let obj = schema.index(&job.object).ok_or_else(|| {
+        IngestError::Job(format!(
+            "InvalidJob : Unable to find object: {}",
+            job.object
+        ))
+    })?;
+    let def = &schema.objects[obj];
+    let mut header = Vec::new();
+    let mut rdr = None;
+    if uploaded {
+        check_line_ending(job)?;
+        let mut r = reader(job)?;
+        let mut rec = csv::ByteRecord::new();
+        if r.read_byte_record(&mut rec)? {
+            header = header_of(&rec);
+            rdr = Some(r);
+        }
+    }
+    let cols = resolve_columns(&schema, def, &header, job.operation)?;
+    let mut w = Writers {
+        ok: BufWriter::with_capacity(CHUNK, std::fs::File::create(&job.success.0)?),
+        bad: BufWriter::with_capacity(CHUNK, std::fs::File::create(&job.failed.0)?),
+        ok_len: 0,
+        bad_len: 0,
+    };
+    let (d, eol) = (job.delimiter(), job.eol());
+    let mut buf = Vec::new();
+    result_header(&mut buf, "sf__Created", &header, d, eol);
+    w.ok.write_all(&buf)?;
+    w.ok_len += buf.len() as u64;
+    buf.clear();
+    result_header(&mut buf, "sf__Error", &header, d, eol);
+    w.bad.write_all(&buf)?;
+    w.bad_len += buf.len() as u64;
+    commit(job, &mut w, 0, 0)?;
+    let Some(mut rdr) = rdr else {
+        return Ok(());
+    };
+    let mut next = csv::ByteRecord::new();
+    let mut have_next = rdr.read_byte_record(&mut next)?;
+    let mut batch: Vec<csv::ByteRecord> = Vec::with_capacity(BATCH_RECORDS);
+    let mut k = 0usize;
+    while have_next {
+        batch.clear();
+        while have_next && batch.len() < BATCH_RECORDS {
+            batch.push(std::mem::take(&mut next));
+            have_next = rdr.read_byte_record(&mut next)?;
+        }
+        if lock(&job.rt).aborted_ms.is_some() {
+            return Ok(());
+        }
+        // Injected failure: after the first internal batch when there are several, else before
+        // any row is processed.
+        if forced == Some(JobOutcome::Failed) && (k == 1 || (k == 0 && !have_next)) {
+            return Err(IngestError::Job(
+                "InternalServerError : Ingest job failed (injected fault)".into(),
+            ));
+        }
+        let (n, failed) = process_batch(state, job, &schema, obj, &header, &cols, &batch, &mut w)?;
+        commit(job, &mut w, n, failed)?;
+        k += 1;
+    }
+    Ok(())
+}
+
+fn commit(job: &IngestJob, w: &mut Writers, n: u64, failed: u64) -> Result<(), IngestError> {
+    w.ok.flush()?;
+    w.bad.flush()?;
+    let mut rt = lock(&job.rt);
+    rt.processed += n;
+    rt.failed += failed;
+    rt.success_len = w.ok_len;
+    rt.failed_len = w.bad_len;
+    Ok(())
+}
+
+/// `"sf__Id","sf__<second>",<uploaded header>` (§6.5: `sf__` names quoted, uploaded names as
+/// uploaded).
+fn result_header(out: &mut Vec<u8>, second: &str, header: &[String], d: u8, eol: &[u8]) {
+    csv_quoted(out, b"sf__Id");
+    out.push(d);
+    csv_quoted(out, second.as_bytes());
+    for h in header {
+        out.push(d);
+        push_plain(out, h, d);
+    }
+    out.extend_from_slice(eol);
+}
+
+/// A cell quoted only when it must be (delimiter, quote or line break inside).
+fn push_plain(out: &mut Vec<u8>, text: &str, d: u8) {
+    if text
+        .bytes()
+        .any(|c| c == d || c == b'"' || c == b'\n' || c == b'\r')
+    {
+        csv_quoted(out, text.as_bytes());
+    } else {
+        out.extend_from_slice(text.as_bytes());
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn process_batch(
+    state: &EmulatorState,
+    job: &IngestJob,
+    schema: &Schema,
+    obj: usize,
+    header: &[String],
+    cols: &[Column],
+    batch: &[csv::ByteRecord],
+    w: &mut Writers,
+) -> Result<(u64, u64), IngestError> {
+    let def = &schema.objects[obj];
+    let snap = cols
+        .iter()
+        .any(|c| matches!(c, Column::Rel { .. }))
+        .then(|| state.snapshot());
+    let rows: Vec<Vec<String>> = batch.iter().map(cells).collect();
+    let mut outcomes: Vec<Option<Outcome>> = (0..rows.len()).map(|_| None).collect();
+    let mut target: Vec<String> = vec![String::new(); rows.len()];
+    let id_col = cols
+        .iter()
+        .position(|c| matches!(c, Column::Field(f) if def.fields[*f].name == "Id"));
+    let key_col = job.external_id_field.as_deref().and_then(|k| {
+        cols.iter()
+            .position(|c| matches!(c, Column::Field(f) if def.fields[*f].name == k))
+    });
+    let keyed_by_id = match job.operation {
+        Operation::Upsert => job.external_id_field.as_deref() == Some("Id"),
+        Operation::Insert => false,
+        _ => true,
+    };
+    // Duplicate keys within one internal batch: every row sharing an external id fails; a repeated
+    // record id fails on its later occurrences.
+    let mut dup_rows: HashMap<usize, RowError> = HashMap::new();
+    if keyed_by_id {
+        if let Some(c) = id_col.or(key_col) {
+            let mut seen = HashSet::new();
+            for (i, r) in rows.iter().enumerate() {
+                let Some(id) = r.get(c).and_then(|v| ids::to18(v)) else {
+                    continue;
+                };
+                if !seen.insert(id) {
+                    dup_rows.insert(
+                        i,
+                        row_error(
+                            "DUPLICATE_VALUE",
+                            "duplicate value found: <unknown> duplicates value on record with id: <unknown>",
+                            &[],
+                        ),
+                    );
+                }
+            }
+        }
+    } else if let Some(c) = key_col {
+        let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
+        for (i, r) in rows.iter().enumerate() {
+            if let Some(v) = r.get(c).filter(|v| !v.is_empty() && v.as_str() != "#N/A") {
+                by_key.entry(v.to_ascii_lowercase()).or_default().push(i);
+            }
+        }
+        for group in by_key.values().filter(|g| g.len() > 1) {
+            for &i in group {
+                let v = rows[i].get(c).map(String::as_str).unwrap_or("");
+                dup_rows.insert(
+                    i,
+                    row_error(
+                        "DUPLICATE_VALUE",
+                        format!("Duplicate external id specified: {v}"),
+                        &[],
+                    ),
+                );
+            }
+        }
+    }
+    let mut ops = Vec::new();
+    let mut op_rows = Vec::new();
+    for (i, r) in rows.iter().enumerate() {
+        if keyed_by_id
+            && job.api_version >= 53
+            && let Some(id) = id_col
+                .or(key_col)
+                .and_then(|c| r.get(c))
+                .and_then(|v| ids::to18(v))
+        {
+            target[i] = id;
+        }
+        let built = match dup_rows.remove(&i) {
+            Some(e) => Err(e),
+            None => build_op(job, def, snap.as_deref(), header, cols, id_col, r),
+        };
+        match built {
+            Ok(op) => {
+                ops.push(op);
+                op_rows.push(i);
+            }
+            Err(e) => {
+                outcomes[i] = Some(Outcome::Err {
+                    id: target[i].clone(),
+                    error: bulk_error(&e),
+                })
+            }
+        }
+    }
+    if !ops.is_empty() {
+        let outs = state.store.apply(&def.name, &ops, &state.write_options())?;
+        for (out, &i) in outs.into_iter().zip(&op_rows) {
+            outcomes[i] = Some(match out {
+                RowOutcome::Ok { id, created } => Outcome::Ok { id, created },
+                RowOutcome::Err(e) => Outcome::Err {
+                    id: target[i].clone(),
+                    error: bulk_error(&e),
+                },
+            });
+        }
+    }
+    let (d, eol) = (job.delimiter(), job.eol());
+    let mut failed = 0u64;
+    let mut line = Vec::with_capacity(512);
+    for (r, out) in rows.iter().zip(outcomes) {
+        line.clear();
+        let (first, second, ok) = match out {
+            Some(Outcome::Ok { id, created }) => (id, created.to_string(), true),
+            Some(Outcome::Err { id, error }) => (id, error, false),
+            None => (
+                String::new(),
+                bulk_error(&row_error(
+                    "UNKNOWN_EXCEPTION",
+                    "row was not processed",
+                    &[],
+                )),
+                false,
+            ),
+        };
+        csv_quoted(&mut line, first.as_bytes());
+        line.push(d);
+        csv_quoted(&mut line, second.as_bytes());
+        for c in r {
+            line.push(d);
+            csv_quoted(&mut line, c.as_bytes());
+        }
+        line.extend_from_slice(eol);
+        if ok {
+            w.ok.write_all(&line)?;
+            w.ok_len += line.len() as u64;
+        } else {
+            failed += 1;
+            w.bad.write_all(&line)?;
+            w.bad_len += line.len() as u64;
+        }
+    }
+    Ok((rows.len() as u64, failed))
+}
+
+/// Builds the store operation of one CSV row (§6.6 value rules).
+fn build_op(
+    job: &IngestJob,
+    def: &ObjectDef,
+    snap: Option<&Snapshot>,
+    header: &[String],
+    cols: &[Column],
+    id_col: Option<usize>,
+    row: &[String],
+) -> Result<WriteOp, RowError> {
+    if row.len() != header.len() {
+        return Err(row_error(
+            "INVALID_FIELD",
+            format!(
+                "Record has {} fields but the header row has {}",
+                row.len(),
+                header.len()
+            ),
+            &[],
+        ));
+    }
+    let id = id_col
+        .map(|c| row[c].trim().to_string())
+        .unwrap_or_default();
+    match job.operation {
+        Operation::Delete => return Ok(WriteOp::Delete { id }),
+        Operation::HardDelete => return Ok(WriteOp::HardDelete { id }),
+        _ => {}
+    }
+    if job.operation == Operation::Insert && !id.is_empty() {
+        return Err(row_error(
+            "INVALID_FIELD_FOR_INSERT_UPDATE",
+            "cannot specify Id in an insert call",
+            &["Id"],
+        ));
+    }
+    let mut values: FieldValues = Vec::with_capacity(cols.len());
+    for (c, (col, cell)) in cols.iter().zip(row).enumerate() {
+        match col {
+            Column::Ignored => {}
+            Column::Field(f) => {
+                let fd = &def.fields[*f];
+                if fd.name == "Id" && job.operation == Operation::Update {
+                    continue;
+                }
+                let input = if cell == "#N/A" {
+                    FieldInput::Null
+                } else {
+                    FieldInput::Text(cell.clone())
+                };
+                if typed(fd.ty)
+                    && !cell.is_empty()
+                    && let FieldInput::Text(_) = input
+                    && let Err(e) = parse_input(fd, &input)
+                    && e.code == "INVALID_TYPE_ON_FIELD_IN_RECORD"
+                {
+                    return Err(row_error(
+                        "INVALID_FIELD",
+                        format!(
+                            "Failed to deserialize field at col {c}. Due to, '{cell}' is not a valid value for the type {}",
+                            fd.ty.soap()
+                        ),
+                        &[fd.name.as_str()],
+                    ));
+                }
+                values.push((fd.name.clone(), input));
+            }
+            Column::Rel {
+                lookup,
+                parent,
+                parent_field,
+            } => {
+                let lname = def.fields[*lookup].name.clone();
+                if cell.is_empty() {
+                    continue;
+                }
+                if cell == "#N/A" {
+                    values.push((lname, FieldInput::Null));
+                    continue;
+                }
+                let found = snap.and_then(|s| {
+                    let idx = s.find_by_unique(*parent, *parent_field, cell)?;
+                    Some(ids::make(&s.schema.objects[*parent].key_prefix, idx))
+                });
+                match found {
+                    Some(pid) => values.push((lname, FieldInput::Text(pid))),
+                    None => {
+                        let (pname, pfield) = snap
+                            .map(|s| {
+                                let p = &s.schema.objects[*parent];
+                                (p.name.clone(), p.fields[*parent_field].name.clone())
+                            })
+                            .unwrap_or_default();
+                        return Err(row_error(
+                            "INVALID_FIELD",
+                            format!(
+                                "Foreign key external ID: {cell} not found for field {pfield} in entity {pname}"
+                            ),
+                            &[],
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    Ok(match job.operation {
+        Operation::Insert => WriteOp::Insert(values),
+        Operation::Update => WriteOp::Update { id, values },
+        _ => WriteOp::Upsert {
+            key_field: job.external_id_field.clone().unwrap_or_else(|| "Id".into()),
+            values,
+        },
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Results
+// ---------------------------------------------------------------------------------------------
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Successful,
+    Failed,
+}
+
+/// `GET /jobs/ingest/{id}/successfulResults/` (§6.5): `sf__Id`, `sf__Created`, then the uploaded
+/// columns; rows processed so far.
+async fn successful_results(
+    State(state): St,
+    Extension(book): Book,
+    Path((v, id)): Path<(String, String)>,
+) -> Response {
+    respond(results(&state, &book, &v, &id, Kind::Successful).await)
+}
+
+/// `GET /jobs/ingest/{id}/failedResults/` (§6.5): `sf__Id` (v53+, may be empty), `sf__Error`,
+/// then the uploaded columns.
+async fn failed_results(
+    State(state): St,
+    Extension(book): Book,
+    Path((v, id)): Path<(String, String)>,
+) -> Response {
+    respond(results(&state, &book, &v, &id, Kind::Failed).await)
+}
+
+fn csv_response(body: Body) -> Response {
+    let mut r = Response::new(body);
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+    r
+}
+
+async fn results(
+    state: &EmulatorState,
+    book: &IngestBook,
+    v: &str,
+    id: &str,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    ingest_version(state, v)?;
+    let job = book.find(id)?;
+    let (st, len) = {
+        let rt = lock(&job.rt);
+        let (st, _) = state_of(&rt, now_ms());
+        let len = match kind {
+            Kind::Successful => rt.success_len,
+            Kind::Failed => rt.failed_len,
+        };
+        (st, len)
+    };
+    if st == "Open" {
+        return Err(invalid_state("Results are not available for an Open Job"));
+    }
+    if len == 0 {
+        // Not processed (yet): the header alone.
+        let header = uploaded_header(&job).unwrap_or_default();
+        let second = match kind {
+            Kind::Successful => "sf__Created",
+            Kind::Failed => "sf__Error",
+        };
+        let mut buf = Vec::new();
+        result_header(&mut buf, second, &header, job.delimiter(), job.eol());
+        return Ok(csv_response(Body::from(buf)));
+    }
+    let path = match kind {
+        Kind::Successful => &job.success.0,
+        Kind::Failed => &job.failed.0,
+    };
+    let file = tokio::fs::File::open(path).await.map_err(|e| {
+        ApiError::new(
+            500,
+            "UNKNOWN_EXCEPTION",
+            format!("results unavailable: {e}"),
+        )
+    })?;
+    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
+    Ok(csv_response(Body::from_stream(stream)))
+}
+
+/// `GET /jobs/ingest/{id}/unprocessedrecords/` (§6.5): the uploaded header and every uploaded row
+/// not processed (all of them after an abort before processing or a job-level failure, none
+/// after `JobComplete`).
+async fn unprocessed_records(
+    State(state): St,
+    Extension(book): Book,
+    Path((v, id)): Path<(String, String)>,
+) -> Response {
+    respond((|| {
+        ingest_version(&state, &v)?;
+        let job = book.find(&id)?;
+        let (st, skip) = {
+            let rt = lock(&job.rt);
+            (state_of(&rt, now_ms()).0, rt.processed)
+        };
+        if st == "Open" {
+            return Err(invalid_state("Results are not available for an Open Job"));
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        tokio::task::spawn_blocking(move || produce_unprocessed(&job, skip, &tx));
+        let stream = futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        });
+        Ok(csv_response(Body::from_stream(stream)))
+    })())
+}
+
+fn produce_unprocessed(
+    job: &IngestJob,
+    skip: u64,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) {
+    let (d, eol) = (job.delimiter(), job.eol());
+    let send = |buf: &mut Vec<u8>| -> bool {
+        let out = std::mem::take(buf);
+        out.is_empty() || tx.blocking_send(Ok(Bytes::from(out))).is_ok()
+    };
+    if !matches!(lock(&job.rt).upload, Upload::Done(n) if n > 0) {
+        return;
+    }
+    let mut rdr = match reader(job) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            return;
+        }
+    };
+    let mut rec = csv::ByteRecord::new();
+    let mut buf = Vec::with_capacity(CHUNK + 4096);
+    let mut first = true;
+    let mut n = 0u64;
+    loop {
+        match rdr.read_byte_record(&mut rec) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => {
+                let _ = send(&mut buf);
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+                return;
+            }
+        }
+        let row = if first {
+            first = false;
+            header_of(&rec)
+        } else {
+            n += 1;
+            if n <= skip {
+                continue;
+            }
+            cells(&rec)
+        };
+        for (k, c) in row.iter().enumerate() {
+            if k > 0 {
+                buf.push(d);
+            }
+            push_plain(&mut buf, c, d);
+        }
+        buf.extend_from_slice(eol);
+        if buf.len() >= CHUNK && !send(&mut buf) {
+            return;
+        }
+    }
+    let _ = send(&mut buf);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_render_in_the_bulk_form() {
+        let e = row_error(
+            "REQUIRED_FIELD_MISSING",
+            "Required fields are missing: [Name]",
+            &["Name"],
+        );
+        assert_eq!(
+            bulk_error(&e),
+            "REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --"
+        );
+        let e = row_error(
+            "INVALID_CROSS_REFERENCE_KEY",
+            "invalid cross reference id",
+            &[],
+        );
+        assert_eq!(
+            bulk_error(&e),
+            "INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:--"
+        );
+        let e = row_error("X", "m", &["A", "B"]);
+        assert_eq!(bulk_error(&e), "X:m:A B --");
+    }
+
+    #[test]
+    fn upload_limit_counts_base64_bytes() {
+        assert_eq!(base64_len(3), 4);
+        assert_eq!(base64_len(4), 8);
+        assert!(base64_len(100_000_000) <= MAX_BASE64_BYTES);
+        assert!(base64_len(112_500_001) > MAX_BASE64_BYTES);
+    }
+
+    #[test]
+    fn plain_cells_are_quoted_only_when_needed() {
+        let mut out = Vec::new();
+        push_plain(&mut out, "Id", b',');
+        out.push(b',');
+        push_plain(&mut out, "a,b", b',');
+        out.push(b',');
+        push_plain(&mut out, "say \"hi\"", b'|');
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "Id,\"a,b\",\"say \"\"hi\"\"\""
+        );
+    }
+}

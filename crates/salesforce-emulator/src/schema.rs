@@ -1,0 +1,1361 @@
+//! The org's schema: objects, fields and their describe attributes (§2.2–§2.4).
+//!
+//! Each field also says where its value comes from ([`Source`]): a system column (id, stamps),
+//! a deterministic generator, a compound parent assembled from its components (§2.3), or a
+//! formula computed at read time (§4.7).
+
+use std::collections::HashMap;
+
+/// Describe `type` values (§2.4, Partner WSDL `fieldType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldType {
+    /// `id`
+    Id,
+    /// `string`
+    String,
+    /// `picklist`
+    Picklist,
+    /// `multipicklist`
+    MultiPicklist,
+    /// `combobox`
+    Combobox,
+    /// `reference`
+    Reference,
+    /// `base64`
+    Base64,
+    /// `boolean`
+    Boolean,
+    /// `currency`
+    Currency,
+    /// `textarea`
+    Textarea,
+    /// `int`
+    Int,
+    /// `double`
+    Double,
+    /// `percent`
+    Percent,
+    /// `phone`
+    Phone,
+    /// `date`
+    Date,
+    /// `datetime`
+    DateTime,
+    /// `time`
+    Time,
+    /// `url`
+    Url,
+    /// `email`
+    Email,
+    /// `encryptedstring`
+    EncryptedString,
+    /// `location` (compound)
+    Location,
+    /// `address` (compound)
+    Address,
+    /// `anyType` (history OldValue/NewValue)
+    AnyType,
+}
+
+impl FieldType {
+    /// The describe `type` spelling.
+    pub fn wire(self) -> &'static str {
+        use FieldType::*;
+        match self {
+            Id => "id",
+            String => "string",
+            Picklist => "picklist",
+            MultiPicklist => "multipicklist",
+            Combobox => "combobox",
+            Reference => "reference",
+            Base64 => "base64",
+            Boolean => "boolean",
+            Currency => "currency",
+            Textarea => "textarea",
+            Int => "int",
+            Double => "double",
+            Percent => "percent",
+            Phone => "phone",
+            Date => "date",
+            DateTime => "datetime",
+            Time => "time",
+            Url => "url",
+            Email => "email",
+            EncryptedString => "encryptedstring",
+            Location => "location",
+            Address => "address",
+            AnyType => "anyType",
+        }
+    }
+
+    /// The describe `soapType` (§2.4 WSDL `soapType` enum).
+    pub fn soap(self) -> &'static str {
+        use FieldType::*;
+        match self {
+            Id | Reference => "tns:ID",
+            Base64 => "xsd:base64Binary",
+            Boolean => "xsd:boolean",
+            Currency | Double | Percent => "xsd:double",
+            Int => "xsd:int",
+            Date => "xsd:date",
+            DateTime => "xsd:dateTime",
+            Time => "xsd:time",
+            Location => "tns:location",
+            Address => "tns:address",
+            AnyType => "xsd:anyType",
+            _ => "xsd:string",
+        }
+    }
+
+    /// Text-like types whose values are [`crate::value::Value::Str`].
+    pub fn is_text(self) -> bool {
+        use FieldType::*;
+        matches!(
+            self,
+            Id | String
+                | Picklist
+                | MultiPicklist
+                | Combobox
+                | Reference
+                | Textarea
+                | Phone
+                | Url
+                | Email
+                | EncryptedString
+        )
+    }
+
+    /// Compound types (cannot be selected in Bulk queries, §5.1).
+    pub fn is_compound(self) -> bool {
+        matches!(self, FieldType::Address | FieldType::Location)
+    }
+}
+
+/// Deterministic value generators (see [`crate::datagen`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Gen {
+    /// `"<prefix> <n>"` (unique name per row).
+    Name(&'static str),
+    /// A first name.
+    FirstName,
+    /// A last name.
+    LastName,
+    /// A company name.
+    Company,
+    /// A few words of text.
+    Words(u8),
+    /// One of the field's picklist values.
+    Pick,
+    /// Some of the field's picklist values joined by `;`.
+    Multi,
+    /// Boolean, true with the given percent chance.
+    Bool(u8),
+    /// Integer in a range.
+    Int(i64, i64),
+    /// Number in a range, rounded to the field's scale.
+    Num(f64, f64),
+    /// Date within the data range.
+    Date,
+    /// Datetime within the data range.
+    DateTime,
+    /// Time of day.
+    Time,
+    /// E-mail address.
+    Email,
+    /// Phone number.
+    Phone,
+    /// Web address.
+    Url,
+    /// Id of a row of (one of) the field's `referenceTo` objects.
+    Ref,
+    /// Street line.
+    Street,
+    /// City.
+    City,
+    /// State.
+    State,
+    /// Postal code.
+    Postal,
+    /// Country.
+    Country,
+    /// Latitude.
+    Lat,
+    /// Longitude.
+    Lon,
+    /// Binary content.
+    Blob,
+    /// Length in bytes of the row's [`Gen::Blob`] value.
+    BlobLen,
+    /// `"<prefix>-<row>"`, unique (external ids, auto numbers).
+    Key(&'static str),
+    /// Unique user name.
+    Username,
+    /// History: name of the changed field.
+    HistField,
+    /// History: data type of the changed field.
+    HistDataType,
+    /// History: old value.
+    HistOld,
+    /// History: new value.
+    HistNew,
+}
+
+/// Formulas computed at read time (§4.7: never stored, never bump stamps).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Formula {
+    /// `a * (1 + b / 100)`, null if `a` is null, `b` null treated as zero.
+    TimesOnePlusPercent {
+        /// Field index of the amount.
+        amount: usize,
+        /// Field index of the percent.
+        percent: usize,
+    },
+    /// A parent's field through a lookup (cross-object formula).
+    ParentField {
+        /// Field index of the lookup on this object.
+        lookup: usize,
+        /// Parent object name.
+        parent: String,
+        /// Field name on the parent.
+        field: String,
+    },
+}
+
+/// Where a field's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    /// The record id.
+    Id,
+    /// `IsDeleted`.
+    IsDeleted,
+    /// `SystemModstamp` (or the object's scan-order stamp).
+    Stamp,
+    /// `CreatedDate`.
+    CreatedDate,
+    /// `LastModifiedDate`.
+    LastModifiedDate,
+    /// A user id (CreatedById, LastModifiedById, OwnerId).
+    UserRef,
+    /// A generated value.
+    Gen(Gen),
+    /// Compound address parent; indices of street, city, state, postalCode, country, latitude,
+    /// longitude, geocodeAccuracy components.
+    Address([usize; 8]),
+    /// Compound location parent; indices of latitude and longitude components.
+    Location([usize; 2]),
+    /// A formula.
+    Formula(Formula),
+    /// Placeholder resolved by [`ObjectDef::finish`].
+    Pending(String),
+}
+
+/// One field with its describe attributes (§2.3).
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub struct FieldDef {
+    pub name: String,
+    pub label: String,
+    pub ty: FieldType,
+    pub length: u32,
+    pub precision: u32,
+    pub scale: u32,
+    pub digits: u32,
+    pub nillable: bool,
+    pub createable: bool,
+    pub updateable: bool,
+    pub custom: bool,
+    pub external_id: bool,
+    pub id_lookup: bool,
+    pub unique: bool,
+    pub filterable: bool,
+    pub sortable: bool,
+    pub groupable: bool,
+    pub name_field: bool,
+    pub auto_number: bool,
+    pub defaulted_on_create: bool,
+    pub restricted_picklist: bool,
+    pub calculated_formula: Option<String>,
+    pub compound_field_name: Option<String>,
+    pub reference_to: Vec<String>,
+    pub relationship_name: Option<String>,
+    pub child_relationship: Option<String>,
+    pub cascade_delete: bool,
+    pub picklist: Vec<String>,
+    pub source: Source,
+    /// Percent chance that a generated value is null.
+    pub null_pct: u8,
+}
+
+impl FieldDef {
+    /// A field with the defaults Salesforce uses for its type.
+    pub fn new(name: &str, ty: FieldType) -> FieldDef {
+        use FieldType::*;
+        let (length, precision, scale, digits) = match ty {
+            Id | Reference => (18, 0, 0, 0),
+            String | Combobox | Picklist | Phone | Email | Url | EncryptedString => (255, 0, 0, 0),
+            MultiPicklist => (4099, 0, 0, 0),
+            Textarea => (32000, 0, 0, 0),
+            Currency => (0, 18, 2, 0),
+            Percent => (0, 5, 2, 0),
+            Double => (0, 18, 2, 0),
+            Int => (0, 0, 0, 9),
+            _ => (0, 0, 0, 0),
+        };
+        let custom = name.ends_with("__c") || name.ends_with("__s");
+        let label = name
+            .trim_end_matches("__c")
+            .trim_end_matches("__s")
+            .replace('_', " ");
+        let sortable = !matches!(
+            ty,
+            Textarea | MultiPicklist | EncryptedString | Base64 | Location | Address | AnyType
+        );
+        FieldDef {
+            name: name.to_string(),
+            label,
+            ty,
+            length,
+            precision,
+            scale,
+            digits,
+            nillable: !matches!(ty, Id | Boolean),
+            createable: !matches!(ty, Id | Address | Location),
+            updateable: !matches!(ty, Id | Address | Location),
+            custom,
+            external_id: false,
+            id_lookup: matches!(ty, Id),
+            unique: false,
+            filterable: !matches!(ty, Textarea | Base64 | Location | Address | AnyType),
+            sortable,
+            groupable: sortable && !matches!(ty, Currency | Double | Percent | DateTime | Time),
+            name_field: false,
+            auto_number: false,
+            defaulted_on_create: matches!(ty, Id | Boolean),
+            restricted_picklist: false,
+            calculated_formula: None,
+            compound_field_name: None,
+            reference_to: Vec::new(),
+            relationship_name: None,
+            child_relationship: None,
+            cascade_delete: false,
+            picklist: Vec::new(),
+            source: Source::Pending(std::string::String::new()),
+            null_pct: 0,
+        }
+    }
+
+    /// Sets the generator.
+    pub fn gen_(mut self, g: Gen) -> Self {
+        self.source = Source::Gen(g);
+        self
+    }
+    /// Sets the source.
+    pub fn src(mut self, s: Source) -> Self {
+        self.source = s;
+        self
+    }
+    /// Sets the null chance.
+    pub fn nulls(mut self, pct: u8) -> Self {
+        self.null_pct = pct;
+        self
+    }
+    /// Required on create (`nillable: false`).
+    pub fn required(mut self) -> Self {
+        self.nillable = false;
+        self
+    }
+    /// Read-only (system or formula).
+    pub fn read_only(mut self) -> Self {
+        self.createable = false;
+        self.updateable = false;
+        self
+    }
+    /// Sets text length.
+    pub fn len(mut self, n: u32) -> Self {
+        self.length = n;
+        self
+    }
+    /// Sets numeric precision and scale.
+    pub fn num(mut self, precision: u32, scale: u32) -> Self {
+        self.precision = precision;
+        self.scale = scale;
+        self
+    }
+    /// Marks the object's name field.
+    pub fn name_field(mut self) -> Self {
+        self.name_field = true;
+        self.id_lookup = true;
+        self
+    }
+    /// External id: `externalId`, `unique`, `idLookup` (§2.3).
+    pub fn ext_id(mut self) -> Self {
+        self.external_id = true;
+        self.unique = true;
+        self.id_lookup = true;
+        self
+    }
+    /// Lookup with relationship names.
+    pub fn refs(mut self, to: &[&str], rel: &str, child: Option<&str>) -> Self {
+        self.reference_to = to.iter().map(|s| s.to_string()).collect();
+        self.relationship_name = Some(rel.to_string());
+        self.child_relationship = child.map(str::to_string);
+        self
+    }
+    /// Picklist values.
+    pub fn picks(mut self, values: &[&str]) -> Self {
+        self.picklist = values.iter().map(|s| s.to_string()).collect();
+        self
+    }
+    /// Component of a compound field (§2.3 `compoundFieldName`).
+    pub fn part_of(mut self, parent: &str) -> Self {
+        self.compound_field_name = Some(parent.to_string());
+        self
+    }
+    /// Formula: read-only, `calculated: true`, `calculatedFormula` text (§2.3).
+    pub fn formula(mut self, text: &str, f: Formula) -> Self {
+        self.calculated_formula = Some(text.to_string());
+        self.source = Source::Formula(f);
+        self.createable = false;
+        self.updateable = false;
+        self
+    }
+    /// True for fields computed on read (formula or compound parent).
+    pub fn is_computed(&self) -> bool {
+        matches!(
+            self.source,
+            Source::Formula(_) | Source::Address(_) | Source::Location(_)
+        )
+    }
+    /// `calculated` describe flag.
+    pub fn calculated(&self) -> bool {
+        matches!(self.source, Source::Formula(_))
+    }
+}
+
+/// One sObject.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub struct ObjectDef {
+    pub name: String,
+    pub label: String,
+    pub label_plural: String,
+    pub key_prefix: String,
+    pub custom: bool,
+    pub queryable: bool,
+    pub retrieveable: bool,
+    pub replicateable: bool,
+    pub createable: bool,
+    pub updateable: bool,
+    pub deletable: bool,
+    pub undeletable: bool,
+    pub searchable: bool,
+    pub triggerable: bool,
+    pub layoutable: bool,
+    pub mergeable: bool,
+    pub feed_enabled: bool,
+    pub mru_enabled: bool,
+    /// Supported by Bulk API 2.0 query (§5.1 "objects known not to work in Bulk").
+    pub bulk_supported: bool,
+    pub fields: Vec<FieldDef>,
+    /// Index of the field rows are generated in order of (SystemModstamp, else the last
+    /// modification or creation stamp).
+    pub stamp: usize,
+    by_lower: HashMap<String, usize>,
+}
+
+impl ObjectDef {
+    /// A new object with the system fields of §4.4.
+    pub fn new(name: &str, prefix: &str, label: &str, plural: &str) -> ObjectDef {
+        let custom = name.ends_with("__c");
+        let mut o = ObjectDef {
+            name: name.to_string(),
+            label: label.to_string(),
+            label_plural: plural.to_string(),
+            key_prefix: prefix.to_string(),
+            custom,
+            queryable: true,
+            retrieveable: true,
+            replicateable: true,
+            createable: true,
+            updateable: true,
+            deletable: true,
+            undeletable: true,
+            searchable: true,
+            triggerable: true,
+            layoutable: true,
+            mergeable: false,
+            feed_enabled: false,
+            mru_enabled: true,
+            bulk_supported: true,
+            fields: Vec::new(),
+            stamp: 0,
+            by_lower: HashMap::new(),
+        };
+        o.fields.push(
+            FieldDef::new("Id", FieldType::Id)
+                .src(Source::Id)
+                .read_only()
+                .label_as("Record ID"),
+        );
+        o.fields.push(
+            FieldDef::new("IsDeleted", FieldType::Boolean)
+                .src(Source::IsDeleted)
+                .read_only()
+                .label_as("Deleted"),
+        );
+        o
+    }
+
+    /// Adds `CreatedById`, `CreatedDate`, `LastModifiedById`, `LastModifiedDate`, `SystemModstamp`.
+    pub fn audit(mut self, with_modstamp: bool) -> Self {
+        let user = |n: &str| {
+            FieldDef::new(n, FieldType::Reference)
+                .src(Source::UserRef)
+                .read_only()
+                .defaulted()
+                .refs(&["User"], &n.replace("Id", ""), None)
+        };
+        self.fields.push(user("CreatedById").required());
+        self.fields.push(
+            FieldDef::new("CreatedDate", FieldType::DateTime)
+                .src(Source::CreatedDate)
+                .read_only()
+                .defaulted()
+                .required(),
+        );
+        self.fields.push(user("LastModifiedById").required());
+        self.fields.push(
+            FieldDef::new("LastModifiedDate", FieldType::DateTime)
+                .src(Source::LastModifiedDate)
+                .read_only()
+                .defaulted()
+                .required(),
+        );
+        if with_modstamp {
+            self.fields.push(
+                FieldDef::new("SystemModstamp", FieldType::DateTime)
+                    .src(Source::Stamp)
+                    .read_only()
+                    .defaulted()
+                    .required(),
+            );
+        }
+        self
+    }
+
+    /// Adds a field.
+    pub fn f(mut self, f: FieldDef) -> Self {
+        self.fields.push(f);
+        self
+    }
+
+    /// Adds an address compound field `<P>Address` with its components `<P>Street`... (§2.3).
+    pub fn address(mut self, prefix: &str) -> Self {
+        let parent = format!("{prefix}Address");
+        let parts: [(&str, FieldType, Gen); 8] = [
+            ("Street", FieldType::Textarea, Gen::Street),
+            ("City", FieldType::String, Gen::City),
+            ("State", FieldType::String, Gen::State),
+            ("PostalCode", FieldType::String, Gen::Postal),
+            ("Country", FieldType::String, Gen::Country),
+            ("Latitude", FieldType::Double, Gen::Lat),
+            ("Longitude", FieldType::Double, Gen::Lon),
+            ("GeocodeAccuracy", FieldType::Picklist, Gen::Pick),
+        ];
+        for (suffix, ty, g) in parts {
+            let mut f = FieldDef::new(&format!("{prefix}{suffix}"), ty)
+                .gen_(g)
+                .nulls(10)
+                .part_of(&parent);
+            match suffix {
+                "Street" => f = f.len(255),
+                "City" | "State" | "Country" => f = f.len(80),
+                "PostalCode" => f = f.len(20),
+                "Latitude" | "Longitude" => f = f.num(18, 15),
+                _ => {
+                    f = f
+                        .picks(&["Address", "NearAddress", "Block", "Street", "City", "Zip"])
+                        .nulls(60);
+                }
+            }
+            self.fields.push(f);
+        }
+        self.fields.push(
+            FieldDef::new(&parent, FieldType::Address)
+                .src(Source::Pending(prefix.to_string()))
+                .read_only(),
+        );
+        self
+    }
+
+    /// Adds a custom location field `<P>__c` with `<P>__Latitude__s` / `<P>__Longitude__s`.
+    pub fn location(mut self, base: &str) -> Self {
+        let parent = format!("{base}__c");
+        for part in ["Latitude", "Longitude"] {
+            let g = if part == "Latitude" {
+                Gen::Lat
+            } else {
+                Gen::Lon
+            };
+            self.fields.push(
+                FieldDef::new(&format!("{base}__{part}__s"), FieldType::Double)
+                    .gen_(g)
+                    .num(18, 15)
+                    .nulls(10)
+                    .part_of(&parent),
+            );
+        }
+        self.fields.push(
+            FieldDef::new(&parent, FieldType::Location)
+                .src(Source::Pending(format!("{base}__")))
+                .read_only(),
+        );
+        self
+    }
+
+    /// Sets object-level flags through a closure.
+    pub fn flags(mut self, f: impl FnOnce(&mut ObjectDef)) -> Self {
+        f(&mut self);
+        self
+    }
+
+    /// Resolves compound placeholders and indexes names. Called once per object.
+    pub fn finish(mut self) -> ObjectDef {
+        self.by_lower = self
+            .fields
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.name.to_ascii_lowercase(), i))
+            .collect();
+        for i in 0..self.fields.len() {
+            let Source::Pending(prefix) = &self.fields[i].source else {
+                continue;
+            };
+            let prefix = prefix.clone();
+            let idx = |s: &str| {
+                self.by_lower
+                    .get(&format!("{prefix}{s}").to_ascii_lowercase())
+                    .copied()
+                    .unwrap_or(0)
+            };
+            self.fields[i].source = if self.fields[i].ty == FieldType::Address {
+                Source::Address([
+                    idx("Street"),
+                    idx("City"),
+                    idx("State"),
+                    idx("PostalCode"),
+                    idx("Country"),
+                    idx("Latitude"),
+                    idx("Longitude"),
+                    idx("GeocodeAccuracy"),
+                ])
+            } else {
+                Source::Location([idx("Latitude__s"), idx("Longitude__s")])
+            };
+        }
+        self.stamp = self
+            .index("SystemModstamp")
+            .or_else(|| self.index("LastModifiedDate"))
+            .or_else(|| self.index("CreatedDate"))
+            .unwrap_or(0);
+        if self.index("SystemModstamp").is_none() {
+            // Without SystemModstamp the scan-order stamp is the last modification (or creation)
+            // time itself.
+            let stamp = self.stamp;
+            self.fields[stamp].source = Source::Stamp;
+        }
+        self
+    }
+
+    /// Field index by case-insensitive name.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.by_lower.get(&name.to_ascii_lowercase()).copied()
+    }
+
+    /// Field by case-insensitive name.
+    pub fn field(&self, name: &str) -> Option<&FieldDef> {
+        self.index(name).map(|i| &self.fields[i])
+    }
+
+    /// The field with an `idLookup` external id flag, if any, by name.
+    pub fn has_field(&self, name: &str) -> bool {
+        self.index(name).is_some()
+    }
+}
+
+impl FieldDef {
+    fn label_as(mut self, l: &str) -> Self {
+        self.label = l.to_string();
+        self
+    }
+    fn defaulted(mut self) -> Self {
+        self.defaulted_on_create = true;
+        self
+    }
+}
+
+/// The whole org schema.
+#[derive(Debug, Clone)]
+pub struct Schema {
+    /// Objects in describe-global order.
+    pub objects: Vec<ObjectDef>,
+    by_lower: HashMap<String, usize>,
+    by_prefix: HashMap<String, usize>,
+}
+
+impl Schema {
+    /// Builds a schema from object definitions.
+    pub fn new(objects: Vec<ObjectDef>) -> Schema {
+        let objects: Vec<ObjectDef> = objects.into_iter().map(ObjectDef::finish).collect();
+        let by_lower = objects
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.name.to_ascii_lowercase(), i))
+            .collect();
+        let by_prefix = objects
+            .iter()
+            .enumerate()
+            .map(|(i, o)| (o.key_prefix.clone(), i))
+            .collect();
+        Schema {
+            objects,
+            by_lower,
+            by_prefix,
+        }
+    }
+
+    /// Object index by case-insensitive name.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.by_lower.get(&name.to_ascii_lowercase()).copied()
+    }
+
+    /// Object by case-insensitive name.
+    pub fn object(&self, name: &str) -> Option<&ObjectDef> {
+        self.index(name).map(|i| &self.objects[i])
+    }
+
+    /// Object index by id key prefix.
+    pub fn by_prefix(&self, prefix: &str) -> Option<usize> {
+        self.by_prefix.get(prefix).copied()
+    }
+
+    /// The standard org: the objects listed in the task plus custom `Invoice__c`.
+    pub fn standard() -> Schema {
+        Schema::new(catalog())
+    }
+}
+
+fn s(name: &str) -> FieldDef {
+    FieldDef::new(name, FieldType::String)
+}
+
+fn owner() -> FieldDef {
+    FieldDef::new("OwnerId", FieldType::Reference)
+        .src(Source::UserRef)
+        .refs(&["User"], "Owner", None)
+        .required()
+        .defaulted()
+}
+
+fn history(name: &str, prefix: &str, parent: &str, parent_field: &str, child: &str) -> ObjectDef {
+    ObjectDef::new(
+        name,
+        prefix,
+        &format!("{parent} History"),
+        &format!("{parent} History"),
+    )
+    .flags(|o| {
+        o.createable = false;
+        o.updateable = false;
+        o.deletable = false;
+        o.undeletable = false;
+        o.searchable = false;
+        o.triggerable = false;
+        o.layoutable = false;
+        o.mru_enabled = false;
+    })
+    .f(FieldDef::new(parent_field, FieldType::Reference)
+        .gen_(Gen::Ref)
+        .read_only()
+        .required()
+        .refs(&[parent], parent_field.trim_end_matches("Id"), Some(child)))
+    .f(FieldDef::new("CreatedById", FieldType::Reference)
+        .src(Source::UserRef)
+        .read_only()
+        .refs(&["User"], "CreatedBy", None))
+    .f(FieldDef::new("CreatedDate", FieldType::DateTime)
+        .src(Source::CreatedDate)
+        .read_only()
+        .required())
+    .f(FieldDef::new("Field", FieldType::Picklist)
+        .gen_(Gen::HistField)
+        .read_only()
+        .required()
+        .picks(&[
+            "created",
+            "Name",
+            "Status__c",
+            "Amount__c",
+            "Industry",
+            "Type",
+        ]))
+    .f(FieldDef::new("DataType", FieldType::Picklist)
+        .gen_(Gen::HistDataType)
+        .read_only()
+        .picks(&["Text", "Picklist", "Currency", "DynamicEnum"]))
+    .f(FieldDef::new("OldValue", FieldType::AnyType)
+        .gen_(Gen::HistOld)
+        .read_only())
+    .f(FieldDef::new("NewValue", FieldType::AnyType)
+        .gen_(Gen::HistNew)
+        .read_only())
+}
+
+const STAGES: &[&str] = &[
+    "Prospecting",
+    "Qualification",
+    "Needs Analysis",
+    "Proposal/Price Quote",
+    "Closed Won",
+    "Closed Lost",
+];
+
+fn catalog() -> Vec<ObjectDef> {
+    use FieldType as T;
+    use Gen as G;
+    let user = ObjectDef::new("User", "005", "User", "Users")
+        .audit(true)
+        .flags(|o| {
+            o.deletable = false;
+            o.undeletable = false;
+        })
+        .f(s("Username").gen_(G::Username).required().ext_id().len(80))
+        .f(s("FirstName").gen_(G::FirstName).len(40))
+        .f(s("LastName").gen_(G::LastName).required().len(80))
+        .f(s("Name")
+            .gen_(G::Name("User"))
+            .read_only()
+            .name_field()
+            .len(121))
+        .f(FieldDef::new("Email", T::Email)
+            .gen_(G::Email)
+            .required()
+            .len(128))
+        .f(s("Alias").gen_(G::Key("u")).required().len(8))
+        .f(FieldDef::new("IsActive", T::Boolean).gen_(G::Bool(90)))
+        .f(FieldDef::new("TimeZoneSidKey", T::Picklist)
+            .gen_(G::Pick)
+            .required()
+            .picks(&["America/Los_Angeles", "Europe/Paris", "Asia/Tokyo", "GMT"]));
+    let account = ObjectDef::new("Account", "001", "Account", "Accounts")
+        .audit(true)
+        .flags(|o| {
+            o.mergeable = true;
+            o.feed_enabled = true;
+        })
+        .f(s("Name").gen_(G::Company).required().name_field())
+        .f(FieldDef::new("Type", T::Picklist)
+            .gen_(G::Pick)
+            .nulls(20)
+            .picks(&[
+                "Prospect",
+                "Customer - Direct",
+                "Customer - Channel",
+                "Partner",
+                "Other",
+            ]))
+        .f(FieldDef::new("Industry", T::Picklist)
+            .gen_(G::Pick)
+            .nulls(20)
+            .picks(&[
+                "Agriculture",
+                "Banking",
+                "Chemicals",
+                "Energy",
+                "Retail",
+                "Technology",
+            ]))
+        .f(FieldDef::new("AnnualRevenue", T::Currency)
+            .gen_(G::Num(0.0, 5.0e8))
+            .nulls(30))
+        .f(FieldDef::new("NumberOfEmployees", T::Int)
+            .gen_(G::Int(1, 200_000))
+            .nulls(30)
+            .num(8, 0))
+        .f(FieldDef::new("Phone", T::Phone)
+            .gen_(G::Phone)
+            .nulls(15)
+            .len(40))
+        .f(FieldDef::new("Website", T::Url).gen_(G::Url).nulls(25))
+        .f(FieldDef::new("Description", T::Textarea)
+            .gen_(G::Words(12))
+            .nulls(40))
+        .f(FieldDef::new("ParentId", T::Reference)
+            .gen_(G::Ref)
+            .nulls(90)
+            .refs(&["Account"], "Parent", Some("ChildAccounts")))
+        .f(owner())
+        .f(FieldDef::new("Rating", T::Picklist)
+            .gen_(G::Pick)
+            .nulls(50)
+            .picks(&["Hot", "Warm", "Cold"]))
+        .f(s("AccountNumber").gen_(G::Key("AC")).nulls(20).len(40))
+        .f(FieldDef::new("LastActivityDate", T::Date)
+            .gen_(G::Date)
+            .read_only()
+            .nulls(40))
+        .address("Billing")
+        .address("Shipping")
+        .f(s("External_Id__c").gen_(G::Key("ACC")).ext_id().len(40));
+    let contact = ObjectDef::new("Contact", "003", "Contact", "Contacts")
+        .audit(true)
+        .flags(|o| o.mergeable = true)
+        .f(FieldDef::new("AccountId", T::Reference)
+            .gen_(G::Ref)
+            .nulls(5)
+            .refs(&["Account"], "Account", Some("Contacts")))
+        .f(s("FirstName").gen_(G::FirstName).nulls(5).len(40))
+        .f(s("LastName").gen_(G::LastName).required().len(80))
+        .f(s("Name")
+            .gen_(G::Name("Contact"))
+            .read_only()
+            .name_field()
+            .len(121))
+        .f(FieldDef::new("Email", T::Email)
+            .gen_(G::Email)
+            .nulls(10)
+            .len(80))
+        .f(FieldDef::new("Phone", T::Phone)
+            .gen_(G::Phone)
+            .nulls(20)
+            .len(40))
+        .f(s("Title").gen_(G::Words(2)).nulls(30).len(128))
+        .f(FieldDef::new("Birthdate", T::Date).gen_(G::Date).nulls(50))
+        .f(FieldDef::new("LeadSource", T::Picklist)
+            .gen_(G::Pick)
+            .nulls(30)
+            .picks(&[
+                "Web",
+                "Phone Inquiry",
+                "Partner Referral",
+                "Purchased List",
+                "Other",
+            ]))
+        .f(FieldDef::new("DoNotCall", T::Boolean).gen_(G::Bool(10)))
+        .f(owner())
+        .address("Mailing")
+        .f(s("Ext_Id__c").gen_(G::Key("CON")).ext_id().len(40));
+    let lead = ObjectDef::new("Lead", "00Q", "Lead", "Leads")
+        .audit(true)
+        .flags(|o| o.mergeable = true)
+        .f(s("FirstName").gen_(G::FirstName).nulls(5).len(40))
+        .f(s("LastName").gen_(G::LastName).required().len(80))
+        .f(s("Name")
+            .gen_(G::Name("Lead"))
+            .read_only()
+            .name_field()
+            .len(121))
+        .f(s("Company").gen_(G::Company).required())
+        .f(FieldDef::new("Status", T::Picklist)
+            .gen_(G::Pick)
+            .required()
+            .picks(&[
+                "Open - Not Contacted",
+                "Working - Contacted",
+                "Closed - Converted",
+                "Closed - Not Converted",
+            ]))
+        .f(FieldDef::new("Email", T::Email)
+            .gen_(G::Email)
+            .nulls(10)
+            .len(80))
+        .f(FieldDef::new("AnnualRevenue", T::Currency)
+            .gen_(G::Num(0.0, 1.0e7))
+            .nulls(40))
+        .f(FieldDef::new("IsConverted", T::Boolean)
+            .gen_(G::Bool(20))
+            .read_only())
+        .f(owner())
+        .address("");
+    let opportunity = ObjectDef::new("Opportunity", "006", "Opportunity", "Opportunities")
+        .audit(true)
+        .f(s("Name")
+            .gen_(G::Name("Opportunity"))
+            .required()
+            .name_field()
+            .len(120))
+        .f(FieldDef::new("AccountId", T::Reference)
+            .gen_(G::Ref)
+            .nulls(5)
+            .refs(&["Account"], "Account", Some("Opportunities")))
+        .f(FieldDef::new("StageName", T::Picklist)
+            .gen_(G::Pick)
+            .required()
+            .picks(STAGES))
+        .f(FieldDef::new("Amount", T::Currency)
+            .gen_(G::Num(100.0, 1.0e6))
+            .nulls(10))
+        .f(FieldDef::new("Probability", T::Percent)
+            .gen_(G::Num(0.0, 100.0))
+            .num(3, 0)
+            .nulls(5))
+        .f(FieldDef::new("CloseDate", T::Date).gen_(G::Date).required())
+        .f(FieldDef::new("IsClosed", T::Boolean)
+            .gen_(G::Bool(40))
+            .read_only())
+        .f(FieldDef::new("IsWon", T::Boolean)
+            .gen_(G::Bool(20))
+            .read_only())
+        .f(owner());
+    let case = ObjectDef::new("Case", "500", "Case", "Cases")
+        .audit(true)
+        .f({
+            let mut f = s("CaseNumber")
+                .gen_(G::Key("C"))
+                .read_only()
+                .name_field()
+                .len(30);
+            f.auto_number = true;
+            f.defaulted_on_create = true;
+            f.nillable = false;
+            f
+        })
+        .f(s("Subject").gen_(G::Words(5)).nulls(5))
+        .f(FieldDef::new("Status", T::Picklist).gen_(G::Pick).picks(&[
+            "New",
+            "Working",
+            "Escalated",
+            "Closed",
+        ]))
+        .f(FieldDef::new("Priority", T::Picklist)
+            .gen_(G::Pick)
+            .picks(&["High", "Medium", "Low"]))
+        .f(FieldDef::new("Origin", T::Picklist)
+            .gen_(G::Pick)
+            .picks(&["Phone", "Email", "Web"]))
+        .f(FieldDef::new("AccountId", T::Reference)
+            .gen_(G::Ref)
+            .nulls(10)
+            .refs(&["Account"], "Account", Some("Cases")))
+        .f(FieldDef::new("ContactId", T::Reference)
+            .gen_(G::Ref)
+            .nulls(10)
+            .refs(&["Contact"], "Contact", Some("Cases")))
+        .f(FieldDef::new("Description", T::Textarea)
+            .gen_(G::Words(20))
+            .nulls(30))
+        .f(FieldDef::new("IsClosed", T::Boolean)
+            .gen_(G::Bool(50))
+            .read_only())
+        .f(FieldDef::new("ClosedDate", T::DateTime)
+            .gen_(G::DateTime)
+            .read_only()
+            .nulls(50))
+        .f(owner());
+    let activity = |name: &str, prefix: &str, plural: &str| {
+        ObjectDef::new(name, prefix, name, plural)
+            .audit(true)
+            .f(FieldDef::new("Subject", T::Combobox).gen_(G::Pick).picks(&[
+                "Call",
+                "Send Letter",
+                "Send Quote",
+                "Other",
+            ]))
+            .f(FieldDef::new("ActivityDate", T::Date)
+                .gen_(G::Date)
+                .nulls(20))
+            .f(FieldDef::new("WhoId", T::Reference)
+                .gen_(G::Ref)
+                .nulls(30)
+                .refs(&["Contact", "Lead"], "Who", None))
+            .f(FieldDef::new("WhatId", T::Reference)
+                .gen_(G::Ref)
+                .nulls(30)
+                .refs(&["Account", "Opportunity"], "What", None))
+            .f(FieldDef::new("Description", T::Textarea)
+                .gen_(G::Words(10))
+                .nulls(50))
+            .f(owner())
+    };
+    let task = activity("Task", "00T", "Tasks")
+        .f(FieldDef::new("Status", T::Picklist)
+            .gen_(G::Pick)
+            .required()
+            .picks(&["Not Started", "In Progress", "Completed"]))
+        .f(FieldDef::new("Priority", T::Picklist)
+            .gen_(G::Pick)
+            .required()
+            .picks(&["High", "Normal", "Low"]))
+        .f(FieldDef::new("IsClosed", T::Boolean)
+            .gen_(G::Bool(50))
+            .read_only());
+    let event = activity("Event", "00U", "Events")
+        .f(FieldDef::new("StartDateTime", T::DateTime).gen_(G::DateTime))
+        .f(FieldDef::new("EndDateTime", T::DateTime).gen_(G::DateTime))
+        .f(FieldDef::new("DurationInMinutes", T::Int)
+            .gen_(G::Int(15, 480))
+            .num(8, 0))
+        .f(FieldDef::new("IsAllDayEvent", T::Boolean).gen_(G::Bool(10)))
+        .f(s("Location").gen_(G::City).nulls(40));
+    let attachment = ObjectDef::new("Attachment", "00P", "Attachment", "Attachments")
+        .audit(true)
+        .flags(|o| {
+            o.bulk_supported = false;
+            o.undeletable = true;
+        })
+        .f(s("Name").gen_(G::Name("file")).required().name_field())
+        .f(FieldDef::new("ParentId", T::Reference)
+            .gen_(G::Ref)
+            .required()
+            .refs(&["Account", "Contact", "Case"], "Parent", None))
+        .f(FieldDef::new("Body", T::Base64)
+            .gen_(G::Blob)
+            .required()
+            .len(26_214_400))
+        .f(FieldDef::new("BodyLength", T::Int)
+            .gen_(G::BlobLen)
+            .read_only())
+        .f(s("ContentType")
+            .gen_(G::Pick)
+            .picks(&["text/plain", "application/pdf"])
+            .len(120))
+        .f(FieldDef::new("IsPrivate", T::Boolean).gen_(G::Bool(5)))
+        .f(FieldDef::new("Description", T::Textarea)
+            .gen_(G::Words(6))
+            .nulls(70)
+            .len(500))
+        .f(owner());
+    let content_document = ObjectDef::new(
+        "ContentDocument",
+        "069",
+        "Content Document",
+        "Content Documents",
+    )
+    .audit(true)
+    .flags(|o| o.createable = false)
+    .f(s("Title").gen_(G::Name("Document")).required().name_field())
+    .f(s("FileType")
+        .gen_(G::Pick)
+        .picks(&["PDF", "WORD_X", "EXCEL_X", "PNG"])
+        .len(20))
+    .f(s("FileExtension")
+        .gen_(G::Pick)
+        .picks(&["pdf", "docx", "xlsx", "png"])
+        .len(40))
+    .f(FieldDef::new("ContentSize", T::Int)
+        .gen_(G::Int(1_000, 50_000_000))
+        .read_only())
+    .f(FieldDef::new("PublishStatus", T::Picklist)
+        .gen_(G::Pick)
+        .read_only()
+        .picks(&["U", "P", "R"]))
+    .f(owner());
+    let metric = |name: &str, prefix: &str, who: &str, who_obj: &'static str| {
+        ObjectDef::new(name, prefix, name, name)
+            .audit(false)
+            .flags(|o| {
+                o.createable = false;
+                o.updateable = false;
+                o.deletable = false;
+                o.undeletable = false;
+                o.searchable = false;
+                o.layoutable = false;
+                o.mru_enabled = false;
+                o.triggerable = false;
+            })
+            .f(FieldDef::new("MetricsDate", T::DateTime)
+                .gen_(G::DateTime)
+                .read_only()
+                .required())
+            .f(s(who).gen_(G::Key(who_obj)).read_only().len(18))
+            .f(FieldDef::new("AssignedUserCount", T::Int)
+                .gen_(G::Int(0, 500))
+                .read_only())
+    };
+    let perm_metric = metric(
+        "ActivePermSetLicenseMetric",
+        "0Pm",
+        "PermissionSetLicenseId",
+        "0PL",
+    )
+    .f(FieldDef::new("TotalLicenses", T::Int)
+        .gen_(G::Int(1, 1000))
+        .read_only());
+    let profile_metric =
+        metric("ActiveProfileMetric", "0Po", "ProfileId", "00e")
+            .f(s("UserLicenseId").gen_(G::Key("100")).read_only().len(18));
+    let invoice = ObjectDef::new("Invoice__c", "a01", "Invoice", "Invoices")
+        .audit(true)
+        .f({
+            let mut f = s("Name").gen_(G::Key("INV")).name_field().len(80);
+            f.label = "Invoice Number".into();
+            f
+        })
+        .f(FieldDef::new("Account__c", T::Reference)
+            .gen_(G::Ref)
+            .nulls(5)
+            .refs(&["Account"], "Account__r", Some("Invoices__r")))
+        .f(FieldDef::new("Amount__c", T::Currency)
+            .gen_(G::Num(10.0, 100_000.0))
+            .nulls(5)
+            .num(16, 2))
+        .f(FieldDef::new("Tax_Rate__c", T::Percent)
+            .gen_(G::Num(0.0, 25.0))
+            .nulls(10)
+            .num(5, 2))
+        .f(FieldDef::new("Total__c", T::Currency).num(18, 2).formula(
+            "Amount__c * (1 + Tax_Rate__c / 100)",
+            Formula::TimesOnePlusPercent {
+                amount: 0,
+                percent: 0,
+            },
+        ))
+        .f(FieldDef::new("Account_Name__c", T::String)
+            .len(1300)
+            .formula(
+                "Account__r.Name",
+                Formula::ParentField {
+                    lookup: 0,
+                    parent: "Account".into(),
+                    field: "Name".into(),
+                },
+            ))
+        .f(s("External_Id__c").gen_(G::Key("EXT")).ext_id().len(40))
+        .f({
+            let mut f = FieldDef::new("Status__c", T::Picklist)
+                .gen_(G::Pick)
+                .picks(&["Draft", "Sent", "Paid", "Void"]);
+            f.restricted_picklist = true;
+            f
+        })
+        .f(FieldDef::new("Tags__c", T::MultiPicklist)
+            .gen_(G::Multi)
+            .nulls(30)
+            .picks(&["Urgent", "Recurring", "Disputed", "Export"]))
+        .f(FieldDef::new("Channel__c", T::Combobox)
+            .gen_(G::Pick)
+            .nulls(20)
+            .picks(&["Email", "Post", "Portal"]))
+        .f(FieldDef::new("Is_Paid__c", T::Boolean).gen_(G::Bool(40)))
+        .f(FieldDef::new("Quantity__c", T::Double)
+            .gen_(G::Num(1.0, 500.0))
+            .num(18, 0)
+            .nulls(5))
+        .f(FieldDef::new("Discount__c", T::Double)
+            .gen_(G::Num(0.0, 0.5))
+            .num(4, 3)
+            .nulls(50))
+        .f(FieldDef::new("Due_Date__c", T::Date)
+            .gen_(G::Date)
+            .nulls(10))
+        .f(FieldDef::new("Sent_At__c", T::DateTime)
+            .gen_(G::DateTime)
+            .nulls(30))
+        .f(FieldDef::new("Cutoff_Time__c", T::Time)
+            .gen_(G::Time)
+            .nulls(30))
+        .f(FieldDef::new("Contact_Email__c", T::Email)
+            .gen_(G::Email)
+            .nulls(20))
+        .f(FieldDef::new("Contact_Phone__c", T::Phone)
+            .gen_(G::Phone)
+            .nulls(20)
+            .len(40))
+        .f(FieldDef::new("Portal_Url__c", T::Url)
+            .gen_(G::Url)
+            .nulls(40))
+        .f(FieldDef::new("Notes__c", T::Textarea)
+            .gen_(G::Words(15))
+            .nulls(30)
+            .len(32768))
+        .f(FieldDef::new("Secret_Code__c", T::EncryptedString)
+            .gen_(G::Key("S"))
+            .nulls(50)
+            .len(175))
+        .location("Geo");
+    let invoice = fix_invoice_formulas(invoice);
+    vec![
+        user,
+        account,
+        contact,
+        lead,
+        opportunity,
+        case,
+        task,
+        event,
+        attachment,
+        content_document,
+        perm_metric,
+        profile_metric,
+        invoice,
+        history("AccountHistory", "017", "Account", "AccountId", "Histories"),
+        history(
+            "Invoice__History",
+            "a02",
+            "Invoice__c",
+            "ParentId",
+            "Histories",
+        ),
+    ]
+}
+
+/// Points the invoice formulas at their input fields' indices.
+fn fix_invoice_formulas(mut o: ObjectDef) -> ObjectDef {
+    let pos = |o: &ObjectDef, n: &str| o.fields.iter().position(|f| f.name == n).unwrap_or(0);
+    let amount = pos(&o, "Amount__c");
+    let percent = pos(&o, "Tax_Rate__c");
+    let lookup = pos(&o, "Account__c");
+    for f in &mut o.fields {
+        match &mut f.source {
+            Source::Formula(Formula::TimesOnePlusPercent {
+                amount: a,
+                percent: p,
+            }) => {
+                *a = amount;
+                *p = percent;
+            }
+            Source::Formula(Formula::ParentField { lookup: l, .. }) => *l = lookup,
+            _ => {}
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalog_resolves_compounds_and_stamps() {
+        let s = Schema::standard();
+        let acc = s.object("account").unwrap();
+        let billing = acc.field("BillingAddress").unwrap();
+        assert!(matches!(billing.source, Source::Address(_)));
+        assert_eq!(
+            acc.field("BillingCity")
+                .unwrap()
+                .compound_field_name
+                .as_deref(),
+            Some("BillingAddress")
+        );
+        assert_eq!(acc.fields[acc.stamp].name, "SystemModstamp");
+        let hist = s.object("AccountHistory").unwrap();
+        assert_eq!(hist.fields[hist.stamp].name, "CreatedDate");
+        let metric = s.object("ActiveProfileMetric").unwrap();
+        assert!(metric.field("SystemModstamp").is_none());
+        let inv = s.object("Invoice__c").unwrap();
+        assert!(inv.field("Total__c").unwrap().calculated());
+        assert!(matches!(
+            inv.field("Geo__c").unwrap().source,
+            Source::Location(_)
+        ));
+        let mut prefixes: Vec<_> = s.objects.iter().map(|o| o.key_prefix.clone()).collect();
+        prefixes.sort();
+        prefixes.dedup();
+        assert_eq!(
+            prefixes.len(),
+            s.objects.len(),
+            "key prefixes must be unique"
+        );
+    }
+}
