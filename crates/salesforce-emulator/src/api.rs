@@ -192,7 +192,10 @@ fn authenticate(state: &EmulatorState, req: &Request) -> Result<String, ApiError
             "INVALID_HEADER_TYPE",
         ));
     };
-    let lifetime = state.config.token_lifetime_secs as i64 * 1000;
+    let lifetime = lock(&state.faults)
+        .token_lifetime_secs
+        .unwrap_or(state.config.token_lifetime_secs) as i64
+        * 1000;
     let sliding = state.switches().token_sliding_expiry;
     let now = now_ms();
     let mut tokens = lock(&state.tokens);

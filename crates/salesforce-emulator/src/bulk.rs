@@ -587,18 +587,23 @@ fn produce(
     if header_too {
         engine::csv_header(&mut buf, &job.exec.query.select, &style);
     }
-    let (pos, skip) = {
-        let rt = lock(&job.rt);
-        let cps = rt
-            .counted
-            .as_ref()
-            .map(|c| c.checkpoints.clone())
-            .unwrap_or_default();
-        let k = (start / CHECKPOINT) as usize;
-        match cps.get(k) {
-            Some(p) => (p.clone(), start % CHECKPOINT),
-            None => (Pos::Start, start),
-        }
+    let cps = lock(&job.rt)
+        .counted
+        .as_ref()
+        .map(|c| c.checkpoints.clone())
+        .unwrap_or_default();
+    let end = start + n;
+    let last_block = end.saturating_sub(1) / CHECKPOINT;
+    if n >= 2 * CHECKPOINT && (cps.len() as u64) > last_block {
+        // Render checkpoint-aligned blocks on two threads, send them in order.
+        sink.send(&mut buf);
+        produce_parallel(job, &cps, start, end, style, &mut sink);
+        sink.finish();
+        return;
+    }
+    let (pos, skip) = match cps.get((start / CHECKPOINT) as usize) {
+        Some(p) => (p.clone(), start % CHECKPOINT),
+        None => (Pos::Start, start),
     };
     for (r, _) in job.exec.rows(&pos).skip(skip as usize).take(n as usize) {
         engine::csv_row(&mut buf, &r, &job.exec.query.select, &style);
@@ -611,6 +616,62 @@ fn produce(
     }
     sink.send(&mut buf);
     sink.finish();
+}
+
+/// Renders rows `[start, end)` as blocks aligned on the count checkpoints, alternating between two
+/// worker threads, and hands the blocks to the sink in order (bounded: two blocks in flight per
+/// worker).
+fn produce_parallel(
+    job: &QueryJob,
+    cps: &[Pos],
+    start: u64,
+    end: u64,
+    style: CsvStyle,
+    sink: &mut Sink,
+) {
+    const WORKERS: u64 = 2;
+    let first_block = start / CHECKPOINT;
+    let last_block = (end - 1) / CHECKPOINT;
+    std::thread::scope(|scope| {
+        let mut rxs = Vec::new();
+        for w in 0..WORKERS {
+            let (btx, brx) = std::sync::mpsc::sync_channel::<Vec<u8>>(2);
+            rxs.push(brx);
+            let exec = &job.exec;
+            scope.spawn(move || {
+                let mut b = first_block + w;
+                while b <= last_block {
+                    let lo = start.max(b * CHECKPOINT);
+                    let hi = end.min((b + 1) * CHECKPOINT);
+                    let mut out = Vec::with_capacity(((hi - lo) * 256) as usize);
+                    let Some(pos) = cps.get(b as usize) else {
+                        return;
+                    };
+                    let rows = exec
+                        .rows(pos)
+                        .skip((lo - b * CHECKPOINT) as usize)
+                        .take((hi - lo) as usize);
+                    for (r, _) in rows {
+                        engine::csv_row(&mut out, &r, &exec.query.select, &style);
+                    }
+                    if btx.send(out).is_err() {
+                        return;
+                    }
+                    b += WORKERS;
+                }
+            });
+        }
+        for k in 0..=(last_block - first_block) {
+            match rxs[(k % WORKERS) as usize].recv() {
+                Ok(block) => sink.send_block(block),
+                Err(_) => break,
+            }
+            if sink.dead {
+                break;
+            }
+        }
+        drop(rxs);
+    });
 }
 
 struct Sink {
@@ -654,6 +715,14 @@ impl Sink {
         } else {
             let out = std::mem::replace(buf, Vec::with_capacity(CHUNK + 4096));
             self.emit(out);
+        }
+    }
+
+    fn send_block(&mut self, mut block: Vec<u8>) {
+        if self.gz.is_some() {
+            self.send(&mut block);
+        } else {
+            self.emit(block);
         }
     }
 

@@ -193,6 +193,8 @@ pub struct Faults {
     pub latency_ms: u64,
     /// Daily API request allocation override (`DailyApiRequests.Max`).
     pub daily_limit: Option<u64>,
+    /// Access-token lifetime override in seconds (§1.6); applies to tokens already issued.
+    pub token_lifetime_secs: Option<u64>,
     /// Cut the connection after this many body bytes of the next Bulk result download; fires once.
     pub reset_after_bytes: Option<u64>,
     /// Queries examining more rows than this fail with 400 `QUERY_TIMEOUT` (§3.3).

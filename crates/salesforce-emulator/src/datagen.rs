@@ -248,8 +248,8 @@ impl GenCtx {
                 push_num(&mut s, i, 1);
                 Value::Str(s)
             }
-            Gen::FirstName => Value::str(pick(h, FIRST)),
-            Gen::LastName => Value::str(pick(h, LAST)),
+            Gen::FirstName => Value::Lit(pick(h, FIRST)),
+            Gen::LastName => Value::Lit(pick(h, LAST)),
             Gen::Company => {
                 let mut s = String::with_capacity(32);
                 s.push_str(pick(h, COMPANY));
@@ -272,7 +272,7 @@ impl GenCtx {
             }
             Gen::Pick => match f.picklist.len() {
                 0 => Value::Null,
-                n => Value::str(f.picklist[(h % n as u64) as usize].as_str()),
+                n => Value::Lit(f.picklist[(h % n as u64) as usize]),
             },
             Gen::Multi => {
                 let chosen: Vec<&str> = f
@@ -280,7 +280,7 @@ impl GenCtx {
                     .iter()
                     .enumerate()
                     .filter(|(k, _)| (h >> k) & 1 == 1)
-                    .map(|(_, v)| v.as_str())
+                    .map(|(_, v)| *v)
                     .collect();
                 if chosen.is_empty() {
                     Value::Null
@@ -342,14 +342,14 @@ impl GenCtx {
                 s.push_str(" Street");
                 Value::Str(s)
             }
-            Gen::City => Value::str(pick(h, CITY)),
-            Gen::State => Value::str(pick(h, STATE)),
+            Gen::City => Value::Lit(pick(h, CITY)),
+            Gen::State => Value::Lit(pick(h, STATE)),
             Gen::Postal => {
                 let mut s = String::with_capacity(5);
                 push_num(&mut s, h % 100_000, 5);
                 Value::Str(s)
             }
-            Gen::Country => Value::str(pick(h, COUNTRY)),
+            Gen::Country => Value::Lit(pick(h, COUNTRY)),
             Gen::Lat => Value::Double(((h % 180_000_000) as i64 - 90_000_000) as f64 / 1e6),
             Gen::Lon => Value::Double(((h % 360_000_000) as i64 - 180_000_000) as f64 / 1e6),
             Gen::Blob => Value::Blob(self.blob(obj, i).into()),
@@ -387,7 +387,7 @@ impl GenCtx {
         let h = self.h(obj, i, 77);
         match f.picklist.len() {
             0 => "created".into(),
-            n => f.picklist[(h % n as u64) as usize].clone(),
+            n => f.picklist[(h % n as u64) as usize].to_string(),
         }
     }
 

@@ -54,6 +54,8 @@ pub struct Exec {
     pub mode: Mode,
     /// Inclusive stamp bounds pushed down from WHERE.
     pub bounds: (i64, i64),
+    /// First row index an `Id > / >= / =` conjunct allows (Id-order scans start there).
+    pub id_floor: u64,
 }
 
 impl Exec {
@@ -77,12 +79,18 @@ impl Exec {
             .as_ref()
             .map(|f| stamp_bounds(f, def.stamp))
             .unwrap_or((i64::MIN, i64::MAX));
+        let id_floor = query
+            .filter
+            .as_ref()
+            .map(|f| id_floor(f, id_field, &def.key_prefix))
+            .unwrap_or(0);
         let mut exec = Exec {
             query,
             snap,
             include_deleted,
             mode,
             bounds,
+            id_floor,
         };
         let scan_order = exec.query.order.is_empty()
             || matches!(exec.mode, Mode::Id)
@@ -156,7 +164,8 @@ impl Exec {
                 let start = match pos {
                     Pos::Id(i) => i + 1,
                     _ => 0,
-                };
+                }
+                .max(self.id_floor);
                 let obj = self.query.object;
                 Box::new(
                     (start..od.overlay.next_idx)
@@ -205,6 +214,34 @@ impl Exec {
         self.rows(&Pos::Start)
             .take(usize::try_from(cap).unwrap_or(usize::MAX))
             .count() as u64
+    }
+}
+
+/// Lowest row index allowed by top-level `Id >`, `Id >=` or `Id =` conjuncts (ids sort in row
+/// order within an object, see [`crate::ids`]).
+fn id_floor(p: &Pred, id_field: usize, prefix: &str) -> u64 {
+    let one = |p: &Pred| -> u64 {
+        match p {
+            Pred::Cmp(f, op @ (Op::Gt | Op::Ge | Op::Eq), Operand::Value(Value::Str(id)))
+                if f.parent.is_none() && f.field == id_field =>
+            {
+                match ids::parse(id) {
+                    Some((pre, idx)) if pre == prefix => {
+                        if *op == Op::Gt {
+                            idx + 1
+                        } else {
+                            idx
+                        }
+                    }
+                    _ => 0,
+                }
+            }
+            _ => 0,
+        }
+    };
+    match p {
+        Pred::And(items) => items.iter().map(one).max().unwrap_or(0),
+        other => one(other),
     }
 }
 
@@ -444,7 +481,7 @@ fn eval(p: &Pred, r: &RowRef<'_>) -> bool {
             hit != *neg
         }
         Pred::Like(f, pat) => match field_value(f, r) {
-            Value::Str(s) => like(&s, pat),
+            v @ (Value::Str(_) | Value::Lit(_)) => like(v.as_str().unwrap_or(""), pat),
             _ => false,
         },
     }
@@ -625,6 +662,7 @@ pub fn value_json(v: &Value, ty: FieldType) -> Json {
         Value::Double(d) if ty == FieldType::Int => Json::from(*d as i64),
         Value::Double(d) => value::json_double(*d),
         Value::Str(s) => Json::String(s.to_string()),
+        Value::Lit(s) => Json::String(s.to_string()),
         Value::Date(d) => Json::String(value::fmt_date(*d)),
         Value::DateTime(ms) => Json::String(value::fmt_datetime_rest(*ms)),
         Value::Time(t) => Json::String(value::fmt_time(*t)),
@@ -708,6 +746,7 @@ pub fn csv_row(out: &mut Vec<u8>, r: &RowRef<'_>, select: &[FieldRef], style: &C
                 }
             }
             Value::Str(s) => csv_quoted(out, s.as_bytes()),
+            Value::Lit(s) => csv_quoted(out, s.as_bytes()),
             Value::Bool(b) => out.extend_from_slice(match (b, style.bool_lower) {
                 (true, true) => b"\"true\"",
                 (false, true) => b"\"false\"",
@@ -816,6 +855,22 @@ mod tests {
             .collect();
         assert!(!expected.is_empty());
         assert_eq!(w, expected);
+    }
+
+    #[test]
+    fn id_paging_starts_after_the_given_id() {
+        let st = store(60);
+        let all = run(&st, "SELECT Id FROM Account ORDER BY Id", true);
+        let q = format!(
+            "SELECT Id FROM Account WHERE Id > '{}' ORDER BY Id",
+            all[10]
+        );
+        assert_eq!(run(&st, &q, true), all[11..].to_vec());
+        let q = format!(
+            "SELECT Id FROM Account WHERE Id >= '{}' AND Id < '{}' ORDER BY Id",
+            all[10], all[20]
+        );
+        assert_eq!(run(&st, &q, true), all[10..20].to_vec());
     }
 
     #[test]

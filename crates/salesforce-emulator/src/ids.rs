@@ -29,19 +29,18 @@ pub fn suffix(id15: &[u8]) -> [u8; 3] {
 
 /// The 18-character id of row `index` of the object whose key prefix is `prefix`.
 pub fn make(prefix: &str, index: u64) -> String {
-    let mut s = String::with_capacity(18);
-    s.push_str(prefix);
-    s.push_str(POD);
-    let mut digits = [b'0'; DIGITS];
+    let mut b = [b'0'; 18];
+    let p = prefix.as_bytes();
+    b[..3.min(p.len())].copy_from_slice(&p[..3.min(p.len())]);
+    b[3..5].copy_from_slice(POD.as_bytes());
     let mut n = index;
-    for slot in digits.iter_mut().rev() {
+    for slot in b[5..5 + DIGITS].iter_mut().rev() {
         *slot = B62[(n % 62) as usize];
         n /= 62;
     }
-    s.extend(digits.iter().map(|&c| c as char));
-    let suf = suffix(s.as_bytes());
-    s.extend(suf.iter().map(|&c| c as char));
-    s
+    let suf = suffix(&b[..15]);
+    b[15..].copy_from_slice(&suf);
+    String::from_utf8(b.to_vec()).unwrap_or_default()
 }
 
 /// Normalises a 15- or 18-character id to its 18-character form; `None` if it is not an id.

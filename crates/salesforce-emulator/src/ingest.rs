@@ -1,5 +1,6 @@
 //! Bulk API 2.0 ingest jobs (§6): create, upload, close/abort, background processing through
-//! [`Store::apply`], job info and list, delete, and the three result CSVs.
+//! [`Store::apply`](crate::store::Store::apply), job info and list, delete, and the three result
+//! CSVs.
 //!
 //! Life cycle (§6.4): `Open` → (`PUT .../batches`, once) → `UploadComplete` (PATCH) → `InProgress`
 //! → `JobComplete` | `Failed`; `Aborted` any time before completion. Latencies reuse the Bulk
@@ -8,13 +9,14 @@
 //!
 //! Memory stays flat with upload size: the upload is streamed to a temporary file, processed in
 //! internal batches of 10,000 records (§6.7), and the result CSVs are appended to temporary files
-//! and streamed back from them. Processing is sequential, so the processed rows are always a
-//! prefix of the upload and `unprocessedrecords` is the rest of it.
+//! and streamed back from them (gzip-compressed on `Accept-Encoding: gzip`); gzip/deflate upload
+//! bodies are decompressed on the way in. Processing is sequential, so the processed rows are
+//! always a prefix of the upload and `unprocessedrecords` is the rest of it.
 //!
-//! Row outcomes come from the org store ([`Store::apply`]); this module adds what the Bulk CSV
-//! layer itself checks before the DML: value deserialization per field type, relationship
-//! columns (§6.6), duplicate keys within an internal batch, and the `#N/A` / empty-cell rules.
-//! Errors are rendered in the Bulk form `CODE:message:Field1 Field2 --` (`:--` without fields).
+//! Row outcomes come from the org store; this module adds what the Bulk CSV layer itself checks
+//! before the DML: value deserialization per field type, relationship columns (§6.6), duplicate
+//! keys within an internal batch, and the `#N/A` / empty-cell rules. Errors are rendered in the
+//! Bulk form `CODE:message:Field1 Field2 --` (`:--` without fields).
 
 use crate::api::{ApiError, json_response, version};
 use crate::config::JobOutcome;
@@ -35,11 +37,11 @@ use axum::{Router, routing::post};
 use futures::StreamExt;
 use serde_json::{Value as Json, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// Records per internal batch (§6.7).
 pub const BATCH_RECORDS: usize = 10_000;
@@ -115,18 +117,48 @@ impl Operation {
     }
 }
 
-/// A temporary file removed when the job is dropped.
+/// A temporary file removed when the job is dropped (and by the next process's sweep if this one
+/// exits first).
 #[derive(Debug)]
 struct TempPath(PathBuf);
 
 impl TempPath {
     fn new(tag: &str) -> TempPath {
+        static SWEEP: std::sync::Once = std::sync::Once::new();
+        SWEEP.call_once(sweep_stale_files);
         static SEQ: AtomicU64 = AtomicU64::new(0);
         let n = SEQ.fetch_add(1, Ordering::Relaxed);
-        TempPath(std::env::temp_dir().join(format!(
-            "salesforce-emulator-{}-{n}-{tag}.csv",
-            std::process::id()
-        )))
+        let pid = std::process::id();
+        TempPath(std::env::temp_dir().join(format!("{TEMP_PREFIX}{pid}-{n}-{tag}.csv")))
+    }
+}
+
+const TEMP_PREFIX: &str = "salesforce-emulator-";
+
+/// Removes spool files left by emulator processes that exited without dropping their jobs (a
+/// test binary exits without running destructors). A file belongs to the process whose id
+/// follows the prefix; it is stale when `/proc/<pid>` is gone. Only where `/proc` exists.
+fn sweep_stale_files() {
+    if !std::path::Path::new("/proc/self").exists() {
+        return;
+    }
+    let Ok(dir) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    let me = std::process::id();
+    for entry in dir.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(TEMP_PREFIX))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != me && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -363,9 +395,126 @@ async fn create(
     State(state): St,
     Extension(book): Book,
     Path(v): Path<String>,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    respond(create_inner(&state, &book, &v, &body))
+    let multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|h| h.to_str().ok())
+        .filter(|h| {
+            h.trim()
+                .to_ascii_lowercase()
+                .starts_with("multipart/form-data")
+        })
+        .map(str::to_string);
+    respond(match multipart {
+        None => create_inner(&state, &book, &v, &body)
+            .map(|job| json_response(StatusCode::OK, &job.info(&state, false, None))),
+        Some(ct) => create_multipart(&state, &book, &v, &ct, &body),
+    })
+}
+
+/// Most characters of CSV a multipart create may carry (§6.2 "small data (<100,000 chars)").
+pub const MULTIPART_MAX_CHARS: usize = 100_000;
+
+/// `POST /jobs/ingest` as `multipart/form-data` (§6.2): a `job` part (the JSON body) and a
+/// `content` part (the CSV); the job is created, loaded and closed at once, so the response shows
+/// `UploadComplete`.
+fn create_multipart(
+    state: &Arc<EmulatorState>,
+    book: &IngestBook,
+    v: &str,
+    content_type: &str,
+    body: &[u8],
+) -> Result<Response, ApiError> {
+    let bad = |m: &str| ApiError::new(400, "INVALIDJOB", format!("InvalidJob : {m}"));
+    let boundary = content_type
+        .split(';')
+        .filter_map(|p| p.trim().strip_prefix("boundary="))
+        .map(|b| b.trim_matches('"').to_string())
+        .next()
+        .filter(|b| !b.is_empty())
+        .ok_or_else(|| bad("multipart request without a boundary"))?;
+    let parts = multipart_parts(body, &boundary);
+    let part = |name: &str| parts.iter().find(|(n, _)| n == name).map(|(_, data)| *data);
+    let job_json = part("job").ok_or_else(|| bad("multipart request without a 'job' part"))?;
+    let content =
+        part("content").ok_or_else(|| bad("multipart request without a 'content' part"))?;
+    let chars = String::from_utf8_lossy(content).chars().count();
+    if chars > MULTIPART_MAX_CHARS {
+        return Err(bad(&format!(
+            "Multipart job data is limited to {MULTIPART_MAX_CHARS} characters ({chars} sent); upload larger data with PUT .../batches"
+        )));
+    }
+    let job = create_inner(state, book, v, job_json)?;
+    let stored = std::fs::write(&job.upload.0, content);
+    if let Err(e) = stored {
+        lock(&book.jobs).remove(&job.id);
+        return Err(ApiError::new(
+            500,
+            "UNKNOWN_EXCEPTION",
+            format!("job data could not be stored: {e}"),
+        ));
+    }
+    lock(&job.rt).upload = Upload::Done(content.len() as u64);
+    close_job(state, &job, now_ms())?;
+    Ok(json_response(
+        StatusCode::OK,
+        &job.info(state, false, Some("UploadComplete")),
+    ))
+}
+
+/// Splits a `multipart/form-data` body into (name, data) parts; accepts CRLF or bare LF line
+/// breaks (the documentation's own example file uses LF).
+fn multipart_parts<'a>(body: &'a [u8], boundary: &str) -> Vec<(String, &'a [u8])> {
+    let delim = format!("--{boundary}");
+    let d = delim.as_bytes();
+    let mut starts = Vec::new();
+    let mut i = 0;
+    while i + d.len() <= body.len() {
+        if &body[i..i + d.len()] == d && (i == 0 || body[i - 1] == b'\n') {
+            starts.push(i);
+            i += d.len();
+        } else {
+            i += 1;
+        }
+    }
+    let mut out = Vec::new();
+    for w in starts.windows(2) {
+        let mut part = &body[w[0] + d.len()..w[1]];
+        // The line break before the next delimiter belongs to the delimiter.
+        part = part.strip_suffix(b"\n").unwrap_or(part);
+        part = part.strip_suffix(b"\r").unwrap_or(part);
+        // Skip the rest of the delimiter line.
+        let Some(nl) = part.iter().position(|&c| c == b'\n') else {
+            continue;
+        };
+        let part = &part[nl + 1..];
+        let (head, data) = match find(part, b"\r\n\r\n") {
+            Some(k) => (&part[..k], &part[k + 4..]),
+            None => match find(part, b"\n\n") {
+                Some(k) => (&part[..k], &part[k + 2..]),
+                None => continue,
+            },
+        };
+        let head = String::from_utf8_lossy(head);
+        let name = head
+            .lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))
+            .flat_map(|l| l.split(';').map(str::trim).collect::<Vec<_>>())
+            .find_map(|p| {
+                p.strip_prefix("name=")
+                    .map(|n| n.trim_matches('"').to_string())
+            });
+        if let Some(name) = name {
+            out.push((name, data));
+        }
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
 }
 
 fn create_inner(
@@ -373,7 +522,7 @@ fn create_inner(
     book: &IngestBook,
     v: &str,
     body: &[u8],
-) -> Result<Response, ApiError> {
+) -> Result<Arc<IngestJob>, ApiError> {
     let api_version = ingest_version(state, v)?;
     let req: Json = serde_json::from_slice(body).map_err(|e| {
         ApiError::new(
@@ -479,7 +628,7 @@ fn create_inner(
         }),
     });
     lock(&book.jobs).insert(job.id.clone(), job.clone());
-    Ok(json_response(StatusCode::OK, &job.info(state, false, None)))
+    Ok(job)
 }
 
 /// `GET /jobs/ingest/{id}` (§6.4).
@@ -552,6 +701,7 @@ async fn list(
 
 /// `PUT /jobs/ingest/{id}/batches` (§6.2): `text/csv`, once per job, only while `Open`; streamed
 /// to a temporary file (flat memory); 201 with an empty body. Over 150 MB after base64 → 413.
+/// `Content-Encoding: gzip | deflate` bodies are decompressed first (REST "Compression Headers").
 /// A second upload is refused with Salesforce's "Found multiple contents for job" error (observed
 /// behaviour, not in the reference).
 async fn upload(
@@ -634,7 +784,62 @@ async fn upload_inner(
     }
 }
 
+/// Request-body decoding: REST decompresses `Content-Encoding: gzip | deflate` requests before
+/// processing (REST "Compression Headers"); the size limit counts decompressed bytes.
+enum Decoder {
+    Identity,
+    Gzip(flate2::write::GzDecoder<Vec<u8>>),
+    Deflate(flate2::write::ZlibDecoder<Vec<u8>>),
+}
+
+impl Decoder {
+    fn from_headers(headers: &HeaderMap) -> Result<Decoder, ApiError> {
+        let enc = headers
+            .get(header::CONTENT_ENCODING)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("identity")
+            .trim()
+            .to_ascii_lowercase();
+        Ok(match enc.as_str() {
+            "" | "identity" => Decoder::Identity,
+            "gzip" | "x-gzip" => Decoder::Gzip(flate2::write::GzDecoder::new(Vec::new())),
+            "deflate" => Decoder::Deflate(flate2::write::ZlibDecoder::new(Vec::new())),
+            other => {
+                return Err(ApiError::new(
+                    415,
+                    "UNSUPPORTED_MEDIA_TYPE",
+                    format!("Content-Encoding '{other}' is not supported; use gzip or deflate"),
+                ));
+            }
+        })
+    }
+
+    /// Decodes one chunk; the output may be empty.
+    fn feed(&mut self, chunk: Bytes) -> std::io::Result<Bytes> {
+        Ok(match self {
+            Decoder::Identity => chunk,
+            Decoder::Gzip(d) => {
+                d.write_all(&chunk)?;
+                Bytes::from(std::mem::take(d.get_mut()))
+            }
+            Decoder::Deflate(d) => {
+                d.write_all(&chunk)?;
+                Bytes::from(std::mem::take(d.get_mut()))
+            }
+        })
+    }
+
+    fn finish(self) -> std::io::Result<Bytes> {
+        Ok(Bytes::from(match self {
+            Decoder::Identity => Vec::new(),
+            Decoder::Gzip(d) => d.finish()?,
+            Decoder::Deflate(d) => d.finish()?,
+        }))
+    }
+}
+
 async fn stream_to_file(job: &IngestJob, headers: &HeaderMap, body: Body) -> Result<u64, ApiError> {
+    let mut dec = Decoder::from_headers(headers)?;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|h| h.to_str().ok())
@@ -649,10 +854,17 @@ async fn stream_to_file(job: &IngestJob, headers: &HeaderMap, body: Body) -> Res
             format!("job data could not be stored: {e}"),
         )
     };
+    let bad_encoding = |e: std::io::Error| {
+        ApiError::new(
+            400,
+            "INVALID_CONTENT_ENCODING",
+            format!("The request body could not be decompressed: {e}"),
+        )
+    };
     let file = tokio::fs::File::create(&job.upload.0).await.map_err(io)?;
     let mut w = tokio::io::BufWriter::with_capacity(CHUNK, file);
     let mut stream = body.into_data_stream();
-    let mut total = 0u64;
+    let (mut received, mut total) = (0u64, 0u64);
     let mut oversize = false;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| {
@@ -662,19 +874,30 @@ async fn stream_to_file(job: &IngestJob, headers: &HeaderMap, body: Body) -> Res
                 format!("InvalidBatch : upload interrupted: {e}"),
             )
         })?;
-        total += chunk.len() as u64;
-        if base64_len(total) > MAX_BASE64_BYTES {
-            oversize = true;
-            if total > DRAIN_LIMIT {
+        received += chunk.len() as u64;
+        if oversize {
+            if received > DRAIN_LIMIT {
                 break;
             }
             continue;
         }
-        w.write_all(&chunk).await.map_err(io)?;
+        let data = dec.feed(chunk).map_err(bad_encoding)?;
+        total += data.len() as u64;
+        if base64_len(total) > MAX_BASE64_BYTES {
+            oversize = true;
+            continue;
+        }
+        w.write_all(&data).await.map_err(io)?;
     }
     if oversize {
         return Err(too_large());
     }
+    let rest = dec.finish().map_err(bad_encoding)?;
+    total += rest.len() as u64;
+    if base64_len(total) > MAX_BASE64_BYTES {
+        return Err(too_large());
+    }
+    w.write_all(&rest).await.map_err(io)?;
     w.flush().await.map_err(io)?;
     Ok(total)
 }
@@ -710,34 +933,7 @@ fn patch_inner(
     let now = now_ms();
     match target {
         "UploadComplete" => {
-            let sw = state.switches();
-            let forced = {
-                let mut rt = lock(&job.rt);
-                let (st, _) = state_of(&rt, now);
-                if st != "Open" {
-                    return Err(invalid_state(format!(
-                        "Closing already {st} Job not allowed"
-                    )));
-                }
-                if rt.upload == Upload::InFlight {
-                    return Err(invalid_state(
-                        "Closing a Job while its data is being uploaded not allowed",
-                    ));
-                }
-                rt.closed_ms = Some(now);
-                rt.modstamp_ms = now;
-                rt.queued_ms = sw.bulk_queued_ms;
-                rt.processing_ms = sw.bulk_processing_ms;
-                lock(&state.faults).next_job.take()
-            };
-            let (st, bg) = (state.clone(), job.clone());
-            let queued = sw.bulk_queued_ms;
-            tokio::spawn(async move {
-                if queued > 0 {
-                    tokio::time::sleep(std::time::Duration::from_millis(queued)).await;
-                }
-                let _ = tokio::task::spawn_blocking(move || process(&st, &bg, forced)).await;
-            });
+            close_job(state, &job, now)?;
             Ok(json_response(
                 StatusCode::OK,
                 &job.info(state, false, Some("UploadComplete")),
@@ -761,6 +957,39 @@ fn patch_inner(
             "Invalid state: {other}; an ingest job can only be set to UploadComplete or Aborted"
         ))),
     }
+}
+
+/// Closes an `Open` job (§6.3) and starts its processing after the queue latency.
+fn close_job(state: &Arc<EmulatorState>, job: &Arc<IngestJob>, now: i64) -> Result<(), ApiError> {
+    let sw = state.switches();
+    let forced = {
+        let mut rt = lock(&job.rt);
+        let (st, _) = state_of(&rt, now);
+        if st != "Open" {
+            return Err(invalid_state(format!(
+                "Closing already {st} Job not allowed"
+            )));
+        }
+        if rt.upload == Upload::InFlight {
+            return Err(invalid_state(
+                "Closing a Job while its data is being uploaded not allowed",
+            ));
+        }
+        rt.closed_ms = Some(now);
+        rt.modstamp_ms = now;
+        rt.queued_ms = sw.bulk_queued_ms;
+        rt.processing_ms = sw.bulk_processing_ms;
+        lock(&state.faults).next_job.take()
+    };
+    let (st, bg) = (state.clone(), job.clone());
+    let queued = sw.bulk_queued_ms;
+    tokio::spawn(async move {
+        if queued > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(queued)).await;
+        }
+        let _ = tokio::task::spawn_blocking(move || process(&st, &bg, forced)).await;
+    });
+    Ok(())
 }
 
 /// `DELETE /jobs/ingest/{id}` (§6.7): 204 in `UploadComplete`, `JobComplete`, `Aborted` or
@@ -1423,16 +1652,18 @@ fn build_op(
 enum Kind {
     Successful,
     Failed,
+    Unprocessed,
 }
 
 /// `GET /jobs/ingest/{id}/successfulResults/` (§6.5): `sf__Id`, `sf__Created`, then the uploaded
-/// columns; rows processed so far.
+/// columns; the rows processed so far.
 async fn successful_results(
     State(state): St,
     Extension(book): Book,
     Path((v, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
-    respond(results(&state, &book, &v, &id, Kind::Successful).await)
+    respond(results(&state, &book, &v, &id, &headers, Kind::Successful))
 }
 
 /// `GET /jobs/ingest/{id}/failedResults/` (§6.5): `sf__Id` (v53+, may be empty), `sf__Error`,
@@ -1441,62 +1672,9 @@ async fn failed_results(
     State(state): St,
     Extension(book): Book,
     Path((v, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
-    respond(results(&state, &book, &v, &id, Kind::Failed).await)
-}
-
-fn csv_response(body: Body) -> Response {
-    let mut r = Response::new(body);
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
-    r
-}
-
-async fn results(
-    state: &EmulatorState,
-    book: &IngestBook,
-    v: &str,
-    id: &str,
-    kind: Kind,
-) -> Result<Response, ApiError> {
-    ingest_version(state, v)?;
-    let job = book.find(id)?;
-    let (st, len) = {
-        let rt = lock(&job.rt);
-        let (st, _) = state_of(&rt, now_ms());
-        let len = match kind {
-            Kind::Successful => rt.success_len,
-            Kind::Failed => rt.failed_len,
-        };
-        (st, len)
-    };
-    if st == "Open" {
-        return Err(invalid_state("Results are not available for an Open Job"));
-    }
-    if len == 0 {
-        // Not processed (yet): the header alone.
-        let header = uploaded_header(&job).unwrap_or_default();
-        let second = match kind {
-            Kind::Successful => "sf__Created",
-            Kind::Failed => "sf__Error",
-        };
-        let mut buf = Vec::new();
-        result_header(&mut buf, second, &header, job.delimiter(), job.eol());
-        return Ok(csv_response(Body::from(buf)));
-    }
-    let path = match kind {
-        Kind::Successful => &job.success.0,
-        Kind::Failed => &job.failed.0,
-    };
-    let file = tokio::fs::File::open(path).await.map_err(|e| {
-        ApiError::new(
-            500,
-            "UNKNOWN_EXCEPTION",
-            format!("results unavailable: {e}"),
-        )
-    })?;
-    let stream = tokio_util::io::ReaderStream::with_capacity(file.take(len), CHUNK);
-    Ok(csv_response(Body::from_stream(stream)))
+    respond(results(&state, &book, &v, &id, &headers, Kind::Failed))
 }
 
 /// `GET /jobs/ingest/{id}/unprocessedrecords/` (§6.5): the uploaded header and every uploaded row
@@ -1506,60 +1684,172 @@ async fn unprocessed_records(
     State(state): St,
     Extension(book): Book,
     Path((v, id)): Path<(String, String)>,
+    headers: HeaderMap,
 ) -> Response {
-    respond((|| {
-        ingest_version(&state, &v)?;
-        let job = book.find(&id)?;
-        let (st, skip) = {
-            let rt = lock(&job.rt);
-            (state_of(&rt, now_ms()).0, rt.processed)
-        };
-        if st == "Open" {
-            return Err(invalid_state("Results are not available for an Open Job"));
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
-        tokio::task::spawn_blocking(move || produce_unprocessed(&job, skip, &tx));
-        let stream = futures::stream::unfold(rx, |mut rx| async move {
-            rx.recv().await.map(|item| (item, rx))
-        });
-        Ok(csv_response(Body::from_stream(stream)))
-    })())
+    respond(results(&state, &book, &v, &id, &headers, Kind::Unprocessed))
 }
 
-fn produce_unprocessed(
-    job: &IngestJob,
-    skip: u64,
-    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-) {
-    let (d, eol) = (job.delimiter(), job.eol());
-    let send = |buf: &mut Vec<u8>| -> bool {
-        let out = std::mem::take(buf);
-        out.is_empty() || tx.blocking_send(Ok(Bytes::from(out))).is_ok()
+/// Streams one result CSV from a blocking producer (flat memory), gzip-compressed when the
+/// request accepts it (Bulk 2.0 "Use Compression for Ingest Responses").
+fn results(
+    state: &EmulatorState,
+    book: &IngestBook,
+    v: &str,
+    id: &str,
+    headers: &HeaderMap,
+    kind: Kind,
+) -> Result<Response, ApiError> {
+    ingest_version(state, v)?;
+    let job = book.find(id)?;
+    let (st, len, processed) = {
+        let rt = lock(&job.rt);
+        let (st, _) = state_of(&rt, now_ms());
+        let len = match kind {
+            Kind::Successful => rt.success_len,
+            Kind::Failed => rt.failed_len,
+            Kind::Unprocessed => 0,
+        };
+        (st, len, rt.processed)
     };
-    if !matches!(lock(&job.rt).upload, Upload::Done(n) if n > 0) {
-        return;
+    if st == "Open" {
+        return Err(invalid_state("Results are not available for an Open Job"));
     }
-    let mut rdr = match reader(job) {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-            return;
+    let gzip = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.split(',').any(|e| e.trim().starts_with("gzip")));
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+    tokio::task::spawn_blocking(move || {
+        let mut sink = Sink {
+            tx,
+            gz: gzip
+                .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
+            dead: false,
+        };
+        let r = match kind {
+            Kind::Unprocessed => produce_unprocessed(&job, processed, &mut sink),
+            _ => produce_results(&job, kind, len, &mut sink),
+        };
+        match r {
+            Ok(()) => sink.finish(),
+            Err(e) => sink.fail(e),
         }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    let mut r = Response::new(Body::from_stream(stream));
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/csv"));
+    if gzip {
+        h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    Ok(r)
+}
+
+/// The response body channel, optionally through a gzip encoder.
+struct Sink {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
+    dead: bool,
+}
+
+impl Sink {
+    fn emit(&mut self, bytes: Vec<u8>) {
+        if !self.dead && !bytes.is_empty() && self.tx.blocking_send(Ok(Bytes::from(bytes))).is_err()
+        {
+            self.dead = true;
+        }
+    }
+
+    /// Sends `buf` (emptied); false once the client has gone.
+    fn send(&mut self, buf: &mut Vec<u8>) -> bool {
+        let out = match self.gz.as_mut() {
+            Some(gz) => {
+                let written = gz.write_all(buf);
+                buf.clear();
+                let out = std::mem::take(gz.get_mut());
+                if let Err(e) = written {
+                    self.fail(e);
+                }
+                out
+            }
+            None => std::mem::take(buf),
+        };
+        self.emit(out);
+        !self.dead
+    }
+
+    fn finish(&mut self) {
+        if let Some(gz) = self.gz.take() {
+            match gz.finish() {
+                Ok(rest) => self.emit(rest),
+                Err(e) => self.fail(e),
+            }
+        }
+    }
+
+    fn fail(&mut self, e: impl std::fmt::Display) {
+        if !self.dead {
+            let _ = self
+                .tx
+                .blocking_send(Err(std::io::Error::other(e.to_string())));
+            self.dead = true;
+        }
+    }
+}
+
+/// Successful or failed results: the committed prefix of the result file, or the header alone
+/// when nothing was processed yet.
+fn produce_results(
+    job: &IngestJob,
+    kind: Kind,
+    len: u64,
+    sink: &mut Sink,
+) -> Result<(), IngestError> {
+    let mut buf = Vec::with_capacity(CHUNK);
+    if len == 0 {
+        let header = uploaded_header(job).unwrap_or_default();
+        let second = if kind == Kind::Successful {
+            "sf__Created"
+        } else {
+            "sf__Error"
+        };
+        result_header(&mut buf, second, &header, job.delimiter(), job.eol());
+        sink.send(&mut buf);
+        return Ok(());
+    }
+    let path = if kind == Kind::Successful {
+        &job.success.0
+    } else {
+        &job.failed.0
     };
+    let mut r = std::fs::File::open(path)?.take(len);
+    loop {
+        buf.resize(CHUNK, 0);
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        buf.truncate(n);
+        if !sink.send(&mut buf) {
+            return Ok(());
+        }
+    }
+}
+
+/// Unprocessed records: the uploaded header, then the uploaded rows after the processed prefix.
+fn produce_unprocessed(job: &IngestJob, skip: u64, sink: &mut Sink) -> Result<(), IngestError> {
+    if !matches!(lock(&job.rt).upload, Upload::Done(n) if n > 0) {
+        return Ok(());
+    }
+    let (d, eol) = (job.delimiter(), job.eol());
+    let mut rdr = reader(job)?;
     let mut rec = csv::ByteRecord::new();
     let mut buf = Vec::with_capacity(CHUNK + 4096);
     let mut first = true;
     let mut n = 0u64;
-    loop {
-        match rdr.read_byte_record(&mut rec) {
-            Ok(true) => {}
-            Ok(false) => break,
-            Err(e) => {
-                let _ = send(&mut buf);
-                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
-                return;
-            }
-        }
+    while rdr.read_byte_record(&mut rec)? {
         let row = if first {
             first = false;
             header_of(&rec)
@@ -1577,11 +1867,12 @@ fn produce_unprocessed(
             push_plain(&mut buf, c, d);
         }
         buf.extend_from_slice(eol);
-        if buf.len() >= CHUNK && !send(&mut buf) {
-            return;
+        if buf.len() >= CHUNK && !sink.send(&mut buf) {
+            return Ok(());
         }
     }
-    let _ = send(&mut buf);
+    sink.send(&mut buf);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1618,6 +1909,24 @@ mod tests {
         assert_eq!(base64_len(4), 8);
         assert!(base64_len(100_000_000) <= MAX_BASE64_BYTES);
         assert!(base64_len(112_500_001) > MAX_BASE64_BYTES);
+    }
+
+    #[test]
+    fn spool_files_of_dead_processes_are_swept() {
+        let dir = std::env::temp_dir();
+        let dead = dir.join(format!("{TEMP_PREFIX}999999999-0-upload.csv"));
+        let mine = TempPath::new("sweep-test");
+        std::fs::write(&dead, b"x").unwrap();
+        std::fs::write(&mine.0, b"x").unwrap();
+        sweep_stale_files();
+        if std::path::Path::new("/proc/self").exists() {
+            assert!(!dead.exists());
+        }
+        assert!(mine.0.exists());
+        let path = mine.0.clone();
+        drop(mine);
+        assert!(!path.exists());
+        let _ = std::fs::remove_file(&dead);
     }
 
     #[test]

@@ -21,16 +21,16 @@ struct Args {
     /// Address to bind.
     #[arg(long, default_value = "127.0.0.1")]
     host: String,
-    /// Generator seed.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
+    /// Generator seed (default 42).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Rows per object, `Object=N` (repeatable).
     #[arg(long = "rows", value_name = "OBJECT=N")]
     rows: Vec<String>,
-    /// Rows for objects not given with --rows.
-    #[arg(long, default_value_t = 100)]
-    default_rows: u64,
-    /// Full configuration as JSON (fields of `Config`); --seed/--rows override it.
+    /// Rows for objects not given with --rows (default 100).
+    #[arg(long)]
+    default_rows: Option<u64>,
+    /// Full configuration as JSON (fields of `Config`); the other flags override it.
     #[arg(long)]
     config: Option<std::path::PathBuf>,
 }
@@ -54,8 +54,12 @@ async fn main() -> anyhow::Result<()> {
         }
         None => Config::default(),
     };
-    config.seed = args.seed;
-    config.default_rows = args.default_rows;
+    if let Some(seed) = args.seed {
+        config.seed = seed;
+    }
+    if let Some(n) = args.default_rows {
+        config.default_rows = n;
+    }
     for r in &args.rows {
         let Some((obj, n)) = r.split_once('=') else {
             bail!("--rows expects OBJECT=N, got {r:?}");

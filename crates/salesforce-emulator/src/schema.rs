@@ -280,7 +280,7 @@ pub struct FieldDef {
     pub relationship_name: Option<String>,
     pub child_relationship: Option<String>,
     pub cascade_delete: bool,
-    pub picklist: Vec<String>,
+    pub picklist: Vec<&'static str>,
     pub source: Source,
     /// Percent chance that a generated value is null.
     pub null_pct: u8,
@@ -402,8 +402,8 @@ impl FieldDef {
         self
     }
     /// Picklist values.
-    pub fn picks(mut self, values: &[&str]) -> Self {
-        self.picklist = values.iter().map(|s| s.to_string()).collect();
+    pub fn picks(mut self, values: &[&'static str]) -> Self {
+        self.picklist = values.to_vec();
         self
     }
     /// Component of a compound field (§2.3 `compoundFieldName`).
@@ -724,8 +724,15 @@ impl Schema {
         }
     }
 
-    /// Object index by case-insensitive name.
+    /// Object index by case-insensitive name (a scan: the object list is short and this sits in
+    /// the row generator's hot path).
     pub fn index(&self, name: &str) -> Option<usize> {
+        if self.objects.len() <= 64 {
+            return self
+                .objects
+                .iter()
+                .position(|o| o.name.eq_ignore_ascii_case(name));
+        }
         self.by_lower.get(&name.to_ascii_lowercase()).copied()
     }
 

@@ -561,7 +561,10 @@ impl<'a> Writer<'a> {
                 if def.fields[f].is_computed() {
                     Value::Null
                 } else {
-                    self.generator.value(self.schema, self.obj, f, idx)
+                    match self.generator.value(self.schema, self.obj, f, idx) {
+                        Value::Lit(s) => Value::Str(s.to_string()),
+                        v => v,
+                    }
                 }
             })
             .collect();
@@ -1077,7 +1080,7 @@ pub fn parse_input(fd: &FieldDef, input: &FieldInput) -> Result<Value, RowError>
             }
             if fd.ty == T::Picklist
                 && fd.restricted_picklist
-                && !fd.picklist.iter().any(|p| p == &text)
+                && !fd.picklist.iter().any(|p| *p == text)
             {
                 return Err(RowError::new(
                     "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",

@@ -20,6 +20,8 @@ pub enum Value {
     Double(f64),
     /// Any text-like type (string, id, reference, picklist, email, ...).
     Str(String),
+    /// Text from a static list (generated picklist values, names): no allocation.
+    Lit(&'static str),
     /// `date`: days since 1970-01-01.
     Date(i32),
     /// `datetime`: milliseconds since the Unix epoch, UTC.
@@ -45,6 +47,7 @@ impl Value {
     pub fn as_str(&self) -> Option<&str> {
         match self {
             Value::Str(s) => Some(s),
+            Value::Lit(s) => Some(s),
             _ => None,
         }
     }
@@ -67,7 +70,9 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
         (Value::Null, _) => Ordering::Less,
         (_, Value::Null) => Ordering::Greater,
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        (Value::Str(x), Value::Str(y)) => cmp_ci(x, y),
+        (Value::Str(_) | Value::Lit(_), Value::Str(_) | Value::Lit(_)) => {
+            cmp_ci(a.as_str().unwrap_or(""), b.as_str().unwrap_or(""))
+        }
         (Value::Date(x), Value::Date(y)) => x.cmp(y),
         (Value::DateTime(x), Value::DateTime(y)) => x.cmp(y),
         (Value::Time(x), Value::Time(y)) => x.cmp(y),

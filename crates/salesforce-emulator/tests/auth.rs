@@ -246,6 +246,13 @@ async fn bad_or_expired_tokens_get_401_invalid_session_id_on_rest_and_bulk() {
     let short = org(c).await;
     tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     assert_eq!(short.get("/limits").await.status().as_u16(), 401);
+    // The lifetime can also be shortened at run time.
+    let o2 = org(config(&[])).await;
+    assert_eq!(o2.get("/limits").await.status().as_u16(), 200);
+    o2.admin(Method::PUT, "/faults", json!({"token_lifetime_secs": 0}))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(o2.get("/limits").await.status().as_u16(), 401);
     assert_eq!(o.calls().await["total"], 1, "401s are not counted");
 }
 

@@ -481,6 +481,32 @@ async fn row_errors_use_salesforce_codes_and_forms() {
     assert_eq!(r["Status__c"], "Paid");
     assert_eq!(r["Due_Date__c"], "2024-02-03");
 
+    let some_id = ids::make("003", 1);
+    let csv = format!(
+        "Id,LastName,Email,Birthdate\n{some_id},X,,\n,Y,bad-email,\n,Z,,2024-13-01\n,W,w@example.com,#N/A\n"
+    );
+    let d = run_job(
+        &o,
+        json!({"object": "Contact", "operation": "insert"}),
+        &csv,
+    )
+    .await;
+    let errors: Vec<String> = d
+        .failed
+        .lines()
+        .skip(1)
+        .map(|l| l.split("\",\"").nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(
+        errors,
+        vec![
+            "INVALID_FIELD_FOR_INSERT_UPDATE:cannot specify Id in an insert call:Id --",
+            "INVALID_EMAIL_ADDRESS:Email: invalid email address: bad-email:Email --",
+            "INVALID_FIELD:Failed to deserialize field at col 3. Due to, '2024-13-01' is not a valid value for the type xsd:date:Birthdate --",
+        ]
+    );
+    assert_eq!(d.info["numberRecordsFailed"], 3);
+
     // An unknown column fails the whole job (§6.6); nothing is processed.
     let csv = "Name,Bogus__c\nA,1\nB,2\n";
     let d = run_job(&o, json!({"object": "Account", "operation": "insert"}), csv).await;
@@ -744,6 +770,71 @@ async fn list_pages_ingest_jobs() {
     assert_eq!(l["records"][0]["jobType"], "V2Ingest");
     let (_, l) = o.get_json("/jobs/ingest?jobType=V2Query").await;
     assert_eq!(l["records"].as_array().unwrap().len(), 0);
+
+    // Pages hold at most 1,000 jobs (§5.7 paging shape).
+    for _ in 0..998 {
+        let (s, _) = create(&o, json!({"object": "Contact", "operation": "delete"})).await;
+        assert_eq!(s, 200);
+    }
+    let (_, l) = o.get_json("/jobs/ingest").await;
+    assert_eq!(l["records"].as_array().unwrap().len(), 1000);
+    assert_eq!(l["done"], false);
+    let next = l["nextRecordsUrl"].as_str().unwrap();
+    assert_eq!(next, "/services/data/v62.0/jobs/ingest?queryLocator=1000");
+    let r = o
+        .http
+        .get(format!("{}{next}", o.h.base_url))
+        .bearer_auth(&o.token)
+        .send()
+        .await
+        .unwrap();
+    let l: Value = r.json().await.unwrap();
+    assert_eq!(l["done"], true);
+    assert_eq!(l["records"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn failed_rows_carry_sf_id_from_v53() {
+    let o = org(org_config()).await;
+    let missing = ids::make("001", 9_999_999);
+    for (v, expect_id) in [("v52.0", ""), ("v53.0", missing.as_str())] {
+        let base = format!("{}/services/data/{v}/jobs/ingest", o.h.base_url);
+        let job: Value = o
+            .http
+            .post(&base)
+            .bearer_auth(&o.token)
+            .json(&json!({"object": "Account", "operation": "update"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = job["id"].as_str().unwrap();
+        assert_eq!(
+            job["contentUrl"],
+            format!("services/data/{v}/jobs/ingest/{id}/batches")
+        );
+        let r = o
+            .http
+            .put(format!("{base}/{id}/batches"))
+            .bearer_auth(&o.token)
+            .header("Content-Type", "text/csv")
+            .body(format!("Id,Phone\n{missing},1\n"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        assert_eq!(patch(&o, id, "UploadComplete").await.0, 200);
+        wait_done(&o, id).await;
+        let (_, failed) = text(&o, &format!("/jobs/ingest/{id}/failedResults/")).await;
+        assert_eq!(
+            failed,
+            format!(
+                "\"sf__Id\",\"sf__Error\",Id,Phone\n\"{expect_id}\",\"INVALID_CROSS_REFERENCE_KEY:invalid cross reference id:--\",\"{missing}\",\"1\"\n"
+            )
+        );
+    }
 }
 
 #[tokio::test]
@@ -752,7 +843,7 @@ async fn latency_switches_and_injected_faults() {
     o.admin(
         Method::PUT,
         "/switches",
-        json!({"bulk_queued_ms": 400, "bulk_processing_ms": 400}),
+        json!({"bulk_queued_ms": 1000, "bulk_processing_ms": 500}),
     )
     .await;
     let (_, job) = create(&o, json!({"object": "Account", "operation": "insert"})).await;
@@ -773,7 +864,7 @@ async fn latency_switches_and_injected_faults() {
     };
     assert!(seen_in_progress);
     assert_eq!(info["state"], "JobComplete");
-    assert!(info["totalProcessingTime"].as_u64().unwrap() >= 400);
+    assert!(info["totalProcessingTime"].as_u64().unwrap() >= 500);
 
     // Aborting while queued leaves every row unprocessed.
     let (_, job) = create(&o, json!({"object": "Account", "operation": "insert"})).await;
@@ -781,7 +872,7 @@ async fn latency_switches_and_injected_faults() {
     assert_eq!(upload(&o, &id, "Name\nNever Co\n").await.0, 201);
     assert_eq!(patch(&o, &id, "UploadComplete").await.0, 200);
     assert_eq!(patch(&o, &id, "Aborted").await.0, 200);
-    tokio::time::sleep(Duration::from_millis(900)).await;
+    tokio::time::sleep(Duration::from_millis(1300)).await;
     let (_, info) = o.get_json(&format!("/jobs/ingest/{id}")).await;
     assert_eq!(info["state"], "Aborted");
     let (_, q) = o
@@ -1017,4 +1108,181 @@ async fn uploads_over_150_mb_base64_are_refused() {
         "{}",
         String::from_utf8_lossy(&buf[..n])
     );
+}
+
+#[tokio::test]
+async fn compressed_uploads_and_results() {
+    use std::io::{Read, Write};
+    let o = org(org_config()).await;
+    let (_, job) = create(&o, json!({"object": "Account", "operation": "insert"})).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    let csv = "Name,Description\nZipped Co,compressed upload\n,no name\n";
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(csv.as_bytes()).unwrap();
+    let r = o
+        .http
+        .put(o.url(&format!("/jobs/ingest/{id}/batches")))
+        .bearer_auth(&o.token)
+        .header("Content-Type", "text/csv")
+        .header("Content-Encoding", "gzip")
+        .body(gz.finish().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    assert_eq!(patch(&o, &id, "UploadComplete").await.0, 200);
+    let info = wait_done(&o, &id).await;
+    assert_eq!(info["numberRecordsProcessed"], 2);
+    assert_eq!(info["numberRecordsFailed"], 1);
+    let r = record(
+        &o,
+        "SELECT Description FROM Account WHERE Name = 'Zipped Co'",
+    )
+    .await;
+    assert_eq!(r["Description"], "compressed upload");
+
+    // Results are gzip-compressed only when asked for.
+    let raw = reqwest::Client::builder().no_gzip().build().unwrap();
+    let url = o.url(&format!("/jobs/ingest/{id}/failedResults/"));
+    let plain = raw.get(&url).bearer_auth(&o.token).send().await.unwrap();
+    assert!(plain.headers().get("content-encoding").is_none());
+    assert_eq!(plain.headers()["content-type"], "text/csv");
+    let plain = plain.text().await.unwrap();
+    assert_eq!(
+        plain,
+        "\"sf__Id\",\"sf__Error\",Name,Description\n\"\",\"REQUIRED_FIELD_MISSING:Required fields are missing: [Name]:Name --\",\"\",\"no name\"\n"
+    );
+    let zipped = raw
+        .get(&url)
+        .bearer_auth(&o.token)
+        .header("Accept-Encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(zipped.headers()["content-encoding"], "gzip");
+    let body = zipped.bytes().await.unwrap();
+    let mut out = String::new();
+    flate2::read::GzDecoder::new(&body[..])
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(out, plain);
+
+    // Unknown encodings and corrupt bodies are refused.
+    let (_, job) = create(&o, json!({"object": "Account", "operation": "insert"})).await;
+    let id = job["id"].as_str().unwrap().to_string();
+    for (enc, body, status) in [("br", &b"x"[..], 415), ("gzip", &b"not gzip"[..], 400)] {
+        let r = o
+            .http
+            .put(o.url(&format!("/jobs/ingest/{id}/batches")))
+            .bearer_auth(&o.token)
+            .header("Content-Type", "text/csv")
+            .header("Content-Encoding", enc)
+            .body(body.to_vec())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), status, "{enc}");
+    }
+    let r = o
+        .http
+        .put(o.url(&format!("/jobs/ingest/{id}/batches")))
+        .bearer_auth(&o.token)
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415, "job data must be text/csv");
+    assert_eq!(upload(&o, &id, "Name\nPlain Co\n").await.0, 201);
+}
+
+#[tokio::test]
+async fn blank_lines_bom_and_missing_final_newline() {
+    let o = org(org_config()).await;
+    let csv = "\u{feff}Name,Phone\nBlank A,1\n\nBlank B,2";
+    let d = run_job(&o, json!({"object": "Account", "operation": "insert"}), csv).await;
+    assert_eq!(d.info["numberRecordsProcessed"], 2, "{}", d.failed);
+    assert_eq!(d.info["numberRecordsFailed"], 0);
+    assert!(d.ok.starts_with("\"sf__Id\",\"sf__Created\",Name,Phone\n"));
+    let (_, q) = o
+        .query("SELECT Name FROM Account WHERE Name IN ('Blank A', 'Blank B')")
+        .await;
+    assert_eq!(q["totalSize"], 2);
+}
+
+async fn post_multipart(o: &Org, content_type: &str, body: String) -> (u16, Value) {
+    let r = o
+        .http
+        .post(o.url("/jobs/ingest/"))
+        .bearer_auth(&o.token)
+        .header("Content-Type", content_type)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let s = r.status().as_u16();
+    (s, r.json().await.unwrap())
+}
+
+#[tokio::test]
+async fn multipart_create_uploads_and_closes_in_one_call() {
+    let o = org(org_config()).await;
+    o.admin(Method::POST, "/reset", json!({})).await;
+    // The documentation's example shape, with bare LF line breaks.
+    let body = "--BOUNDARY\nContent-Type: application/json\nContent-Disposition: form-data; name=\"job\"\n\n\
+        {\"object\":\"Contact\",\"contentType\":\"CSV\",\"operation\":\"insert\",\"lineEnding\":\"LF\"}\n\n\
+        --BOUNDARY\nContent-Type: text/csv\nContent-Disposition: form-data; name=\"content\"; filename=\"content\"\n\n\
+        FirstName,LastName,MailingCity\nAstro,Nomical,San Francisco\nHootie,McOwl,San Francisco\n--BOUNDARY--\n";
+    let (s, job) = post_multipart(
+        &o,
+        "multipart/form-data; boundary=\"BOUNDARY\"",
+        body.into(),
+    )
+    .await;
+    assert_eq!(s, 200, "{job}");
+    assert_eq!(job["state"], "UploadComplete");
+    assert_eq!(job["object"], "Contact");
+    let id = job["id"].as_str().unwrap().to_string();
+    let info = wait_done(&o, &id).await;
+    assert_eq!(info["state"], "JobComplete", "{info}");
+    assert_eq!(info["numberRecordsProcessed"], 2);
+    assert_eq!(info["numberRecordsFailed"], 0);
+    let r = record(
+        &o,
+        "SELECT MailingCity FROM Contact WHERE LastName = 'McOwl'",
+    )
+    .await;
+    assert_eq!(r["MailingCity"], "San Francisco");
+    let calls = o.calls().await;
+    assert_eq!(
+        calls["by_endpoint"]["POST /services/data/{version}/jobs/ingest/"], 1,
+        "{calls}"
+    );
+    // Already closed: no upload, no second close.
+    assert_eq!(upload(&o, &id, "LastName\nX\n").await.0, 400);
+    assert_eq!(patch(&o, &id, "UploadComplete").await.0, 400);
+
+    // CRLF framing and data.
+    let body = "--b1\r\nContent-Disposition: form-data; name=\"job\"\r\nContent-Type: application/json\r\n\r\n\
+        {\"object\":\"Contact\",\"operation\":\"insert\",\"lineEnding\":\"CRLF\"}\r\n\
+        --b1\r\nContent-Disposition: form-data; name=\"content\"; filename=\"content\"\r\nContent-Type: text/csv\r\n\r\n\
+        LastName\r\nCrlf One\r\n\r\n--b1--\r\n";
+    let (s, job) = post_multipart(&o, "multipart/form-data; boundary=b1", body.into()).await;
+    assert_eq!(s, 200, "{job}");
+    let info = wait_done(&o, job["id"].as_str().unwrap()).await;
+    assert_eq!(info["state"], "JobComplete", "{info}");
+    assert_eq!(info["numberRecordsProcessed"], 1);
+
+    // Over 100,000 characters, or a missing part: refused, no job is made.
+    let big = format!(
+        "--b\r\nContent-Disposition: form-data; name=\"job\"\r\n\r\n{{\"object\":\"Contact\",\"operation\":\"insert\"}}\r\n--b\r\nContent-Disposition: form-data; name=\"content\"\r\n\r\nLastName\r\n{}\r\n--b--\r\n",
+        "x".repeat(100_001)
+    );
+    let (s, b) = post_multipart(&o, "multipart/form-data; boundary=b", big).await;
+    assert_eq!((s, error_code(&b)), (400, "INVALIDJOB"));
+    let only_job = "--b\r\nContent-Disposition: form-data; name=\"job\"\r\n\r\n{\"object\":\"Contact\",\"operation\":\"insert\"}\r\n--b--\r\n";
+    let (s, b) = post_multipart(&o, "multipart/form-data; boundary=b", only_job.into()).await;
+    assert_eq!((s, error_code(&b)), (400, "INVALIDJOB"));
+    let (_, l) = o.get_json("/jobs/ingest").await;
+    assert_eq!(l["records"].as_array().unwrap().len(), 2);
 }

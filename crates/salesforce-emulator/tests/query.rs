@@ -465,3 +465,48 @@ async fn query_timeout_fault_applies_to_wide_windows_only() {
     let (s, _) = o.query("SELECT Id FROM Account WHERE SystemModstamp >= 2020-01-01T00:00:00Z AND SystemModstamp < 2020-02-01T00:00:00Z").await;
     assert_eq!(s, 200, "a narrow window examines few rows");
 }
+
+#[tokio::test]
+async fn injected_401_mid_pagination_then_refresh_and_continue() {
+    let o = org(config(&[("Contact", 600)])).await;
+    let (_, p1) = o
+        .query_with("SELECT Id FROM Contact ORDER BY Id", "queryAll", Some(200))
+        .await;
+    let next = p1["nextRecordsUrl"].as_str().unwrap().to_string();
+    o.admin(Method::PUT, "/faults", json!({"script": [401]}))
+        .await;
+    let url = format!("{}{next}", o.h.base_url);
+    let r = o.http.get(&url).bearer_auth(&o.token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        error_code(&r.json::<Value>().await.unwrap()),
+        "INVALID_SESSION_ID"
+    );
+    let r = o.http.get(&url).bearer_auth(&o.token).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 401, "the token stays dead");
+    let fresh = token(&o.http, &o.h.base_url).await;
+    let p2: Value = o
+        .http
+        .get(&url)
+        .bearer_auth(&fresh)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(p2["records"].as_array().unwrap().len(), 200);
+    assert_ne!(p2["records"][0]["Id"], p1["records"][0]["Id"]);
+    let r = o
+        .http
+        .get(o.url("/limits"))
+        .header("Authorization", "Basic abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(
+        error_code(&r.json::<Value>().await.unwrap()),
+        "INVALID_AUTH_HEADER"
+    );
+}
