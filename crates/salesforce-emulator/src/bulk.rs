@@ -158,7 +158,8 @@ impl QueryJob {
     }
 }
 
-fn delimiter_byte(name: &str) -> Option<u8> {
+/// The byte of a Bulk `columnDelimiter` name (§5.1, §6.1).
+pub(crate) fn delimiter_byte(name: &str) -> Option<u8> {
     Some(match name {
         "COMMA" => b',',
         "TAB" => b'\t',
@@ -170,7 +171,8 @@ fn delimiter_byte(name: &str) -> Option<u8> {
     })
 }
 
-fn job_version(v: &str) -> u32 {
+/// The major number of a `vXX.X` API version segment (0 when unparsable).
+pub(crate) fn job_version(v: &str) -> u32 {
     v.trim_start_matches('v')
         .trim_end_matches(".0")
         .parse()

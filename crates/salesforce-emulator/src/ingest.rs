@@ -19,6 +19,7 @@
 //! Bulk form `CODE:message:Field1 Field2 --` (`:--` without fields).
 
 use crate::api::{ApiError, json_response, version};
+use crate::bulk::delimiter_byte;
 use crate::config::JobOutcome;
 use crate::engine::csv_quoted;
 use crate::ids;
@@ -349,26 +350,10 @@ pub fn routes() -> Router<Arc<EmulatorState>> {
         .layer(Extension(book))
 }
 
-fn delimiter_byte(name: &str) -> Option<u8> {
-    Some(match name {
-        "COMMA" => b',',
-        "TAB" => b'\t',
-        "PIPE" => b'|',
-        "SEMICOLON" => b';',
-        "CARET" => b'^',
-        "BACKQUOTE" => b'`',
-        _ => return None,
-    })
-}
-
 /// Resolves the `{version}` segment; ingest needs v41.0+ (§6.1), older versions are 404.
 fn ingest_version(state: &EmulatorState, raw: &str) -> Result<u32, ApiError> {
     let v = version(state, raw)?;
-    let n = v
-        .trim_start_matches('v')
-        .trim_end_matches(".0")
-        .parse::<u32>()
-        .unwrap_or(0);
+    let n = crate::bulk::job_version(&v);
     if n < MIN_VERSION {
         return Err(ApiError::not_found());
     }
