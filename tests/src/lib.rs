@@ -314,6 +314,26 @@ pub fn json_file(v: &Value) -> tempfile::NamedTempFile {
     file
 }
 
+/// The value of an environment variable that a test's external component (an S3 API server, a
+/// Python venv) provides. `scripts/test` sets these up; when one is missing the test fails with
+/// `how` (the command that provides it) instead of skipping, in CI (`CI=true`) and locally alike.
+pub fn require_env(var: &str, how: &str) -> String {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => v,
+        _ => {
+            let ci = std::env::var("CI").is_ok_and(|v| v == "true");
+            panic!(
+                "{var} is not set: {how}{}",
+                if ci {
+                    " (CI=true: scripts/test must provide it)"
+                } else {
+                    " (scripts/test does this for you)"
+                }
+            )
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

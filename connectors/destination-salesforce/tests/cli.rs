@@ -214,14 +214,27 @@ fn missing_arguments_are_reported_not_ignored() {
     );
 }
 
-/// The Salesforce logic arrives later; until then every data command fails honestly, after its
-/// files were validated.
+/// A config that cannot work is reported naming the key, before any network call: a FAILED
+/// status for `check`, a config error for the other commands.
 #[test]
-fn unimplemented_commands_fail_honestly() {
-    let config = json_file(&config());
+fn invalid_config_values_are_reported_before_any_network_call() {
+    let mut bad = config();
+    bad["batch_max_bytes"] = json!(0);
+    let config = json_file(&bad);
     let catalog = json_file(&catalog());
-    let commands: [&[&str]; 3] = [
-        &["check", "--config", path(&config)],
+    let run = run_connector(bin(), &["check", "--config", path(&config)], None);
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    let status = &run.of_type("CONNECTION_STATUS")[0]["connectionStatus"];
+    assert_eq!(status["status"], "FAILED");
+    assert!(
+        status["message"]
+            .as_str()
+            .unwrap()
+            .contains("batch_max_bytes"),
+        "{status}"
+    );
+    assert_no_secrets(&run);
+    let commands: [&[&str]; 2] = [
         &["discover", "--config", path(&config)],
         &[
             "write",
@@ -233,11 +246,13 @@ fn unimplemented_commands_fail_honestly() {
     ];
     for args in commands {
         let run = run_connector(bin(), args, Some(b""));
-        let error = single_error(&run, "system_error");
-        assert_eq!(
-            error["message"],
-            format!("{} is not implemented yet in this build", args[0]),
-            "{args:?}"
+        let error = single_error(&run, "config_error");
+        assert!(
+            error["message"]
+                .as_str()
+                .unwrap()
+                .contains("batch_max_bytes"),
+            "{args:?}: {error}"
         );
         assert_no_secrets(&run);
     }
@@ -267,7 +282,9 @@ fn the_other_direction_is_unsupported() {
 
 #[test]
 fn logs_go_to_stderr_only() {
-    let config = json_file(&config());
+    let mut bad = config();
+    bad["job_concurrency"] = json!(0);
+    let config = json_file(&bad);
     let run = run_connector_with_env(
         bin(),
         &["check", "--config", path(&config)],

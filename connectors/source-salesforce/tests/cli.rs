@@ -14,16 +14,21 @@ fn path(file: &tempfile::NamedTempFile) -> &str {
     file.path().to_str().expect("temp paths are UTF-8")
 }
 
-/// A config in the shape users already have (secrets included, to check they never leak).
+/// A config in the shape users already have (secrets included, to check they never leak),
+/// pointed at a loopback port nothing listens on so no test reaches the internet.
 fn config() -> Value {
     json!({
         "client_id": "3MVG9-test-client-id",
         "client_secret": "very-secret-client-secret-0001",
         "refresh_token": "5Aep861-very-secret-refresh-token",
         "is_sandbox": false,
-        "auth_type": "Client"
+        "auth_type": "Client",
+        "login_url": UNREACHABLE
     })
 }
+
+/// A loopback address that refuses connections (port 9, discard, is not served here).
+const UNREACHABLE: &str = "http://127.0.0.1:9";
 
 fn catalog() -> Value {
     json!({"streams": [{
@@ -212,14 +217,25 @@ fn missing_arguments_are_reported_not_ignored() {
     );
 }
 
-/// The Salesforce logic arrives later; until then every data command fails honestly, after its
-/// files were validated.
+/// With the login host unreachable, `check` reports a FAILED status naming the settings to look
+/// at (exit 0), while `discover` and `read` fail with one transient TRACE error (exit 1).
 #[test]
-fn unimplemented_commands_fail_honestly() {
+fn unreachable_login_host_fails_cleanly() {
     let config = json_file(&config());
+    let run = run_connector(bin(), &["check", "--config", path(&config)], None);
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert_eq!(run.messages.len(), 1, "{:#?}", run.messages);
+    let status = &run.of_type("CONNECTION_STATUS")[0]["connectionStatus"];
+    assert_eq!(status["status"], "FAILED");
+    let message = status["message"].as_str().unwrap();
+    assert!(
+        message.contains("login_url") && message.contains(UNREACHABLE),
+        "{message}"
+    );
+    assert_no_secrets(&run);
+
     let catalog = json_file(&catalog());
-    let commands: [&[&str]; 3] = [
-        &["check", "--config", path(&config)],
+    let commands: [&[&str]; 2] = [
         &["discover", "--config", path(&config)],
         &[
             "read",
@@ -231,14 +247,33 @@ fn unimplemented_commands_fail_honestly() {
     ];
     for args in commands {
         let run = run_connector(bin(), args, Some(b""));
-        let error = single_error(&run, "system_error");
-        assert_eq!(
-            error["message"],
-            format!("{} is not implemented yet in this build", args[0]),
-            "{args:?}"
-        );
+        let error = single_error(&run, "transient_error");
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(UNREACHABLE), "{args:?}: {message}");
         assert_no_secrets(&run);
     }
+}
+
+#[test]
+fn invalid_config_values_name_the_field() {
+    let mut bad = config();
+    bad["start_date"] = json!("25/07/2021");
+    let bad = json_file(&bad);
+    let run = run_connector(bin(), &["check", "--config", path(&bad)], None);
+    assert_eq!(run.code(), Some(0));
+    let status = &run.of_type("CONNECTION_STATUS")[0]["connectionStatus"];
+    assert_eq!(status["status"], "FAILED");
+    assert!(
+        status["message"].as_str().unwrap().contains("start_date"),
+        "{status}"
+    );
+
+    let run = run_connector(bin(), &["discover", "--config", path(&bad)], None);
+    let error = single_error(&run, "config_error");
+    assert!(
+        error["message"].as_str().unwrap().contains("start_date"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -341,7 +376,7 @@ fn bad_state_is_a_config_error() {
 }
 
 /// PyAirbyte's first run passes `[]`, later runs a list with explicit nulls and `global_`: both
-/// are accepted (the run then stops at the not-implemented read, not at the state).
+/// are accepted (the run then stops at the unreachable login host, not at the state).
 #[test]
 fn pyairbyte_states_are_accepted() {
     let config = json_file(&config());
@@ -367,10 +402,10 @@ fn pyairbyte_states_are_accepted() {
             ],
             None,
         );
-        let error = single_error(&run, "system_error");
-        assert_eq!(
-            error["message"],
-            "read is not implemented yet in this build"
+        let error = single_error(&run, "transient_error");
+        assert!(
+            error["message"].as_str().unwrap().contains("describing"),
+            "{error}"
         );
     }
 }

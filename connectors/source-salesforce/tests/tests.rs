@@ -1,3 +1,4 @@
 //! source-salesforce integration tests.
 
 mod cli;
+mod emulator;

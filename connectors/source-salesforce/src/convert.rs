@@ -1,0 +1,505 @@
+//! Salesforce values → typed JSON, the same whichever API delivered them.
+//!
+//! REST gives JSON (datetimes as `2024-01-02T03:04:05.000+0000`); Bulk gives CSV text where
+//! every value is a string and null is an empty cell (datetimes as `...000Z`). Both go through a
+//! per-stream plan built once ([`RestPlan`], [`CsvPlan`]) that knows each column's
+//! [`FieldKind`], so the per-row work is a table walk:
+//!
+//! - datetimes → `YYYY-MM-DDTHH:MM:SS.mmmZ` (UTC, milliseconds) from either API;
+//! - numbers and integers → JSON numbers, booleans → JSON booleans;
+//! - text stays text exactly: `"01234"`, `"  "` and (with `preserve_na_values`) `"NA"` are kept;
+//! - address / location values are objects; from Bulk they are rebuilt from their component
+//!   columns (`BillingCity` → `BillingAddress.city`), every component present (null when
+//!   empty) as REST returns them;
+//! - null values are left out of the record, as Airbyte's connector does.
+//!
+//! A value that does not parse as its declared type (a number column holding `abc`) is kept as
+//! its text rather than dropped.
+
+use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
+use csv::ByteRecord;
+use serde_json::{Map, Number, Value};
+
+use crate::discovery::{FieldKind, component_key};
+
+/// Text values Airbyte's Bulk path (pandas' default NA list) turns into null unless
+/// `preserve_na_values` is set.
+pub const NA_TOKENS: &[&str] = &[
+    "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>",
+    "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+];
+
+/// Parses a Salesforce timestamp: RFC 3339 (`Z` or `+00:00`), Salesforce's `+0000` form, with or
+/// without fractional seconds, or a bare date (midnight UTC).
+pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(ts) = DateTime::parse_from_rfc3339(text) {
+        return Some(ts.with_timezone(&Utc));
+    }
+    if let Ok(ts) = DateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f%z") {
+        return Some(ts.with_timezone(&Utc));
+    }
+    if let Ok(ts) = NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f") {
+        return Some(ts.and_utc());
+    }
+    chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|d| d.and_utc())
+}
+
+/// Formats a timestamp the one way this connector writes them: `2024-01-02T03:04:05.000Z`.
+pub fn format_timestamp(ts: DateTime<Utc>) -> String {
+    ts.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+fn number_from_text(text: &str) -> Option<Number> {
+    let t = text.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        return Some(Number::from(i));
+    }
+    t.parse::<f64>().ok().and_then(Number::from_f64)
+}
+
+fn integer_from_text(text: &str) -> Option<Number> {
+    let t = text.trim();
+    if let Ok(i) = t.parse::<i64>() {
+        return Some(Number::from(i));
+    }
+    let f = t.parse::<f64>().ok()?;
+    if f.fract() == 0.0 && f.abs() < 9.0e15 {
+        Some(Number::from(f as i64))
+    } else {
+        Number::from_f64(f)
+    }
+}
+
+fn bool_from_text(text: &str) -> Option<bool> {
+    if text.eq_ignore_ascii_case("true") {
+        Some(true)
+    } else if text.eq_ignore_ascii_case("false") {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// Converts one text value (a Bulk CSV cell, or a REST string) to its typed JSON value.
+pub fn typed_from_text(text: &str, kind: FieldKind) -> Value {
+    match kind {
+        FieldKind::DateTime => match parse_timestamp(text) {
+            Some(ts) => Value::String(format_timestamp(ts)),
+            None => Value::String(text.to_owned()),
+        },
+        FieldKind::Number => number_from_text(text)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(text.to_owned())),
+        FieldKind::Integer => integer_from_text(text)
+            .map(Value::Number)
+            .unwrap_or_else(|| Value::String(text.to_owned())),
+        FieldKind::Boolean => bool_from_text(text)
+            .map(Value::Bool)
+            .unwrap_or_else(|| Value::String(text.to_owned())),
+        FieldKind::String
+        | FieldKind::Date
+        | FieldKind::Base64
+        | FieldKind::Address
+        | FieldKind::Location => Value::String(text.to_owned()),
+    }
+}
+
+/// Converts one REST JSON value; `None` for null.
+pub fn typed_from_json(value: Value, kind: FieldKind) -> Option<Value> {
+    match (value, kind) {
+        (Value::Null, _) => None,
+        (Value::String(s), k) => Some(typed_from_text(&s, k)),
+        (Value::Number(n), FieldKind::Integer) => Some(match n.as_i64() {
+            Some(_) => Value::Number(n),
+            None => n
+                .as_f64()
+                .and_then(|f| integer_from_text(&f.to_string()))
+                .map(Value::Number)
+                .unwrap_or(Value::Number(n)),
+        }),
+        (v @ (Value::Number(_) | Value::Bool(_)), FieldKind::Number | FieldKind::Boolean) => {
+            Some(v)
+        }
+        // anyType / text fields delivered as native JSON (e.g. history OldValue): text.
+        (Value::Number(n), _) => Some(Value::String(n.to_string())),
+        (Value::Bool(b), _) => Some(Value::String(b.to_string())),
+        (v @ Value::Object(_), FieldKind::Address | FieldKind::Location) => Some(v),
+        (v @ (Value::Object(_) | Value::Array(_)), _) => Some(Value::String(v.to_string())),
+    }
+}
+
+/// How one REST record is turned into a RECORD's data: the selected fields and their kinds.
+#[derive(Debug, Clone)]
+pub struct RestPlan {
+    fields: Vec<(String, FieldKind)>,
+}
+
+impl RestPlan {
+    /// A plan emitting `fields` (in this order).
+    pub fn new(fields: Vec<(String, FieldKind)>) -> Self {
+        Self { fields }
+    }
+
+    /// Converts a REST record (its `attributes` and unselected keys are dropped).
+    pub fn convert(&self, mut record: Map<String, Value>) -> Map<String, Value> {
+        let mut out = Map::with_capacity(self.fields.len());
+        for (name, kind) in &self.fields {
+            if let Some(v) = record.remove(name).and_then(|v| typed_from_json(v, *kind)) {
+                out.insert(name.clone(), v);
+            }
+        }
+        out
+    }
+}
+
+/// What a Bulk CSV column feeds.
+#[derive(Debug, Clone, PartialEq)]
+struct Column {
+    /// Emitted as this field, of this kind.
+    emit: Option<(String, FieldKind)>,
+    /// Also a component of compound `compounds[index]`, under `key`.
+    component: Option<(usize, &'static str, FieldKind)>,
+}
+
+/// How one Bulk CSV row is turned into a RECORD's data, built once from the header row.
+#[derive(Debug, Clone)]
+pub struct CsvPlan {
+    columns: Vec<Column>,
+    compounds: Vec<String>,
+    preserve_na: bool,
+}
+
+impl CsvPlan {
+    /// Builds the plan for a result `header`.
+    ///
+    /// `emit` lists the fields to output with their kinds; `components` maps a component column
+    /// (e.g. `BillingCity`) to its compound field (`BillingAddress`), for compounds that are in
+    /// `emit`. Header columns in neither are ignored.
+    pub fn new(
+        header: &ByteRecord,
+        emit: &[(String, FieldKind)],
+        components: &[(String, String, FieldKind)],
+        preserve_na: bool,
+    ) -> Self {
+        let mut compounds: Vec<String> = Vec::new();
+        let columns = header
+            .iter()
+            .map(|raw| {
+                let name = String::from_utf8_lossy(raw);
+                let name = name.trim();
+                let emit_entry = emit
+                    .iter()
+                    .find(|(n, k)| n == name && !k.is_compound())
+                    .cloned();
+                let component = components.iter().find(|(c, _, _)| c == name).and_then(
+                    |(c, compound, kind)| {
+                        let key = component_key(c)?;
+                        let index = match compounds.iter().position(|x| x == compound) {
+                            Some(i) => i,
+                            None => {
+                                compounds.push(compound.clone());
+                                compounds.len() - 1
+                            }
+                        };
+                        Some((index, key, *kind))
+                    },
+                );
+                Column {
+                    emit: emit_entry,
+                    component,
+                }
+            })
+            .collect();
+        Self {
+            columns,
+            compounds,
+            preserve_na,
+        }
+    }
+
+    /// Whether a cell is null: empty, or an NA token when NA values are not preserved.
+    fn is_null(&self, text: &str) -> bool {
+        text.is_empty() || (!self.preserve_na && NA_TOKENS.contains(&text))
+    }
+
+    /// Converts one row.
+    pub fn convert(&self, row: &ByteRecord) -> Map<String, Value> {
+        let mut out = Map::with_capacity(self.columns.len());
+        let mut compounds: Vec<Option<Map<String, Value>>> = vec![None; self.compounds.len()];
+        for (column, raw) in self.columns.iter().zip(row.iter()) {
+            if column.emit.is_none() && column.component.is_none() {
+                continue;
+            }
+            let text = cell_text(raw);
+            if self.is_null(&text) {
+                continue;
+            }
+            if let Some((name, kind)) = &column.emit {
+                out.insert(name.clone(), typed_from_text(&text, *kind));
+            }
+            if let Some((index, key, kind)) = column.component
+                && let Some(slot) = compounds.get_mut(index)
+            {
+                slot.get_or_insert_with(Map::new)
+                    .insert(key.to_owned(), typed_from_text(&text, kind));
+            }
+        }
+        for (index, (name, value)) in self.compounds.iter().zip(compounds).enumerate() {
+            if let Some(mut value) = value {
+                // Like REST, a compound value lists every component, null when empty.
+                for column in &self.columns {
+                    if let Some((i, key, _)) = column.component
+                        && i == index
+                        && !value.contains_key(key)
+                    {
+                        value.insert(key.to_owned(), Value::Null);
+                    }
+                }
+                out.insert(name.clone(), Value::Object(value));
+            }
+        }
+        out
+    }
+}
+
+/// A CSV cell as text: invalid UTF-8 replaced, NUL bytes removed (Airbyte issue 8300).
+fn cell_text(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    let text = String::from_utf8_lossy(raw);
+    if text.contains('\0') {
+        std::borrow::Cow::Owned(text.replace('\0', ""))
+    } else {
+        text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    fn csv_row(cells: &[&str]) -> ByteRecord {
+        ByteRecord::from(cells.to_vec())
+    }
+
+    fn emit() -> Vec<(String, FieldKind)> {
+        [
+            ("Id", FieldKind::String),
+            ("Name", FieldKind::String),
+            ("Code__c", FieldKind::String),
+            ("IsDeleted", FieldKind::Boolean),
+            ("AnnualRevenue", FieldKind::Number),
+            ("NumberOfEmployees", FieldKind::Integer),
+            ("Founded__c", FieldKind::Date),
+            ("SystemModstamp", FieldKind::DateTime),
+            ("BillingCity", FieldKind::String),
+            ("BillingAddress", FieldKind::Address),
+        ]
+        .into_iter()
+        .map(|(n, k)| (n.to_owned(), k))
+        .collect()
+    }
+
+    fn components() -> Vec<(String, String, FieldKind)> {
+        [
+            ("BillingCity", FieldKind::String),
+            ("BillingPostalCode", FieldKind::String),
+            ("BillingLatitude", FieldKind::Number),
+        ]
+        .into_iter()
+        .map(|(c, k)| (c.to_owned(), "BillingAddress".to_owned(), k))
+        .collect()
+    }
+
+    const HEADER: &[&str] = &[
+        "Id",
+        "Name",
+        "Code__c",
+        "IsDeleted",
+        "AnnualRevenue",
+        "NumberOfEmployees",
+        "Founded__c",
+        "SystemModstamp",
+        "BillingCity",
+        "BillingPostalCode",
+        "BillingLatitude",
+        "Unknown",
+    ];
+
+    #[test]
+    fn bulk_row_is_typed_faithfully() {
+        let plan = CsvPlan::new(&csv_row(HEADER), &emit(), &components(), false);
+        let row = csv_row(&[
+            "001A",
+            "  ",
+            "01234",
+            "false",
+            "1250000.50",
+            "42",
+            "2020-02-29",
+            "2024-01-02T03:04:05.000Z",
+            "Paris",
+            "75001",
+            "48.85",
+            "x",
+        ]);
+        let data = plan.convert(&row);
+        assert_eq!(
+            Value::Object(data),
+            json!({
+                "Id": "001A", "Name": "  ", "Code__c": "01234", "IsDeleted": false,
+                "AnnualRevenue": 1250000.5, "NumberOfEmployees": 42, "Founded__c": "2020-02-29",
+                "SystemModstamp": "2024-01-02T03:04:05.000Z", "BillingCity": "Paris",
+                "BillingAddress": {"city": "Paris", "postalCode": "75001", "latitude": 48.85}
+            })
+        );
+    }
+
+    #[test]
+    fn nulls_and_na_values() {
+        let row = csv_row(&["001A", "NA", "N/A", "", "", "", "", "", "", "", "", ""]);
+        let dropped = CsvPlan::new(&csv_row(HEADER), &emit(), &components(), false).convert(&row);
+        assert_eq!(
+            Value::Object(dropped),
+            json!({"Id": "001A"}),
+            "no compound when all parts are null"
+        );
+        let kept = CsvPlan::new(&csv_row(HEADER), &emit(), &components(), true).convert(&row);
+        assert_eq!(
+            Value::Object(kept),
+            json!({"Id": "001A", "Name": "NA", "Code__c": "N/A"})
+        );
+    }
+
+    #[test]
+    fn compound_values_list_every_component() {
+        let plan = CsvPlan::new(&csv_row(HEADER), &emit(), &components(), false);
+        let row = csv_row(&["001A", "", "", "", "", "", "", "", "Paris", "", "", ""]);
+        assert_eq!(
+            plan.convert(&row)["BillingAddress"],
+            json!({"city": "Paris", "postalCode": null, "latitude": null})
+        );
+    }
+
+    #[test]
+    fn nul_bytes_are_stripped() {
+        let plan = CsvPlan::new(&csv_row(&["Name"]), &emit(), &[], true);
+        let data = plan.convert(&ByteRecord::from(vec![&b"a\0b"[..]]));
+        assert_eq!(data["Name"], "ab");
+    }
+
+    #[test]
+    fn rest_record_matches_bulk_output() {
+        let rest = json!({
+            "attributes": {"type": "Account", "url": "/services/data/v62.0/sobjects/Account/001A"},
+            "Id": "001A", "Name": "  ", "Code__c": "01234", "IsDeleted": false,
+            "AnnualRevenue": 1250000.5, "NumberOfEmployees": 42.0, "Founded__c": "2020-02-29",
+            "SystemModstamp": "2024-01-02T03:04:05.000+0000", "BillingCity": "Paris",
+            "BillingAddress": {"city": "Paris", "postalCode": "75001", "latitude": 48.85},
+            "Other": "not selected", "Description": null
+        });
+        let plan = RestPlan::new(emit());
+        let data = plan.convert(rest.as_object().unwrap().clone());
+        let bulk_plan = CsvPlan::new(&csv_row(HEADER), &emit(), &components(), false);
+        let bulk = bulk_plan.convert(&csv_row(&[
+            "001A",
+            "  ",
+            "01234",
+            "false",
+            "1250000.5",
+            "42",
+            "2020-02-29",
+            "2024-01-02T03:04:05.000Z",
+            "Paris",
+            "75001",
+            "48.85",
+            "",
+        ]));
+        assert_eq!(data, bulk);
+        assert!(!data.contains_key("attributes"));
+    }
+
+    #[test]
+    fn any_type_values_become_text() {
+        assert_eq!(
+            typed_from_json(json!(5), FieldKind::String),
+            Some(json!("5"))
+        );
+        assert_eq!(
+            typed_from_json(json!(true), FieldKind::String),
+            Some(json!("true"))
+        );
+        assert_eq!(
+            typed_from_json(json!({"a": 1}), FieldKind::String),
+            Some(json!("{\"a\":1}"))
+        );
+        assert_eq!(typed_from_json(Value::Null, FieldKind::String), None);
+        assert_eq!(
+            typed_from_json(json!("12"), FieldKind::Integer),
+            Some(json!(12))
+        );
+        assert_eq!(
+            typed_from_json(json!("abc"), FieldKind::Number),
+            Some(json!("abc"))
+        );
+        assert_eq!(
+            typed_from_json(json!("TRUE"), FieldKind::Boolean),
+            Some(json!(true))
+        );
+    }
+
+    #[test]
+    fn timestamps_in_every_spelling() {
+        let want = "2024-01-02T03:04:05.678Z";
+        for t in [
+            "2024-01-02T03:04:05.678Z",
+            "2024-01-02T03:04:05.678+0000",
+            "2024-01-02T03:04:05.678+00:00",
+            "2024-01-02T04:04:05.678+0100",
+        ] {
+            assert_eq!(format_timestamp(parse_timestamp(t).unwrap()), want, "{t}");
+        }
+        assert_eq!(
+            format_timestamp(parse_timestamp("2024-01-02").unwrap()),
+            "2024-01-02T00:00:00.000Z"
+        );
+        assert_eq!(
+            format_timestamp(parse_timestamp("2024-01-02T03:04:05Z").unwrap()),
+            "2024-01-02T03:04:05.000Z"
+        );
+        assert_eq!(parse_timestamp("yesterday"), None);
+    }
+
+    proptest! {
+        /// Text fields survive CSV → JSON unchanged (apart from empty = null).
+        #[test]
+        fn text_is_kept_exactly(text in "[^\\x00]{1,40}") {
+            let plan = CsvPlan::new(&csv_row(&["Name"]), &emit(), &[], true);
+            let data = plan.convert(&csv_row(&[text.as_str()]));
+            prop_assert_eq!(data.get("Name"), Some(&Value::String(text.clone())));
+        }
+
+        /// Integers round-trip exactly; numbers keep their value.
+        #[test]
+        fn numbers_round_trip(i in any::<i64>(), f in -1.0e12f64..1.0e12) {
+            prop_assert_eq!(typed_from_text(&i.to_string(), FieldKind::Integer), json!(i));
+            prop_assert_eq!(typed_from_text(&i.to_string(), FieldKind::Number), json!(i));
+            let v = typed_from_text(&f.to_string(), FieldKind::Number);
+            prop_assert_eq!(v.as_f64(), Some(f));
+        }
+
+        /// Any datetime formatted by Salesforce (REST or Bulk) normalises to the same text.
+        #[test]
+        fn datetimes_normalise(secs in 0i64..4_000_000_000, ms in 0u32..1000) {
+            let ts = DateTime::from_timestamp(secs, ms * 1_000_000).unwrap();
+            let rest = ts.format("%Y-%m-%dT%H:%M:%S%.3f+0000").to_string();
+            let bulk = ts.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+            prop_assert_eq!(typed_from_text(&rest, FieldKind::DateTime), typed_from_text(&bulk, FieldKind::DateTime));
+            prop_assert_eq!(typed_from_text(&bulk, FieldKind::DateTime), Value::String(bulk.clone()));
+        }
+    }
+}

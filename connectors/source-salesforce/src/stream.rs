@@ -1,0 +1,1112 @@
+//! Reading one stream: the task that runs its queries (Bulk API 2.0 jobs, REST pages, column
+//! chunks of wide objects, `ContentDocumentLink` batches), converts rows, tracks the checkpoint
+//! and sends RECORD, STATE, STREAM_STATUS, ESTIMATE and TRACE messages in order to the writer.
+
+use std::collections::HashMap;
+
+use airbyte_protocol::{
+    AirbyteMessage, ConnectorError, StreamDescriptor, StreamStatus, SystemClock,
+};
+use chrono::{DateTime, Utc};
+use csv::ByteRecord;
+use futures::StreamExt;
+use salesforce_client::bulk::ColumnDelimiter;
+use salesforce_client::rest::QueryPage;
+use salesforce_client::{
+    BulkJobError, Client, ErrorClass, PollConfig, QueryJobRequest, QueryOperation, QueryOptions,
+};
+use serde_json::{Map, Value};
+use tokio::sync::mpsc;
+
+use crate::checkpoint::CheckpointTracker;
+use crate::config::IsoDuration;
+use crate::convert::{CsvPlan, RestPlan, parse_timestamp};
+use crate::merge::{ChunkSource, DEFAULT_LOOKAHEAD, Merger, Record};
+use crate::plan::{Api, StreamPlan, split_window};
+use crate::source::client_error;
+use crate::state::{cursor_state, full_refresh_state};
+
+/// How often a stream waiting on a Bulk job repeats its STATE (the platform's heartbeat).
+pub(crate) const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// How a stream ended.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    Complete,
+    RateLimited,
+    Failed(ConnectorError),
+}
+
+/// Shared by all stream tasks.
+#[derive(Debug)]
+pub(crate) struct Ctx {
+    pub(crate) client: Client,
+    pub(crate) preserve_na: bool,
+    pub(crate) step: IsoDuration,
+    /// STATE repeat interval while a Bulk job runs ([`HEARTBEAT`]).
+    pub(crate) heartbeat: std::time::Duration,
+}
+pub(crate) fn stream_error(err: &ConnectorError, descriptor: &StreamDescriptor) -> AirbyteMessage {
+    AirbyteMessage::trace_error(
+        err.failure_type(),
+        err.message(),
+        Some(err.internal_message()),
+        Some(descriptor.clone()),
+        &SystemClock,
+    )
+}
+
+pub(crate) fn incomplete_rate_limited(descriptor: StreamDescriptor) -> AirbyteMessage {
+    let mut message = AirbyteMessage::stream_rate_limited(descriptor, None, &SystemClock);
+    if let AirbyteMessage::Trace { trace, .. } = &mut message
+        && let Some(status) = trace.stream_status.as_mut()
+    {
+        status.status = StreamStatus::Incomplete;
+    }
+    message
+}
+
+/// Per-stream progress: counts and the checkpoint.
+struct Progress<'a> {
+    descriptor: StreamDescriptor,
+    tx: &'a mpsc::Sender<AirbyteMessage>,
+    since_state: u64,
+    total: u64,
+    running: bool,
+    /// Incremental: cursor field and the checkpoint reached so far.
+    checkpoint: Option<(String, DateTime<Utc>)>,
+    tracker: CheckpointTracker<DateTime<Utc>>,
+    bad_cursor_logged: bool,
+    /// Do not advance the checkpoint mid-query (rows below it may still come).
+    hold: bool,
+}
+
+/// The writer went away (stdout closed or the run is ending): stop quietly.
+#[derive(Debug)]
+struct Closed;
+
+impl<'a> Progress<'a> {
+    /// Starts a new ordered query: its rows are tracked afresh (the checkpoint is kept).
+    fn new_query(&mut self) {
+        self.tracker = CheckpointTracker::new();
+    }
+
+    /// The checkpoint reached so far (incremental streams).
+    fn at(&self) -> Option<DateTime<Utc>> {
+        self.checkpoint.as_ref().map(|(_, at)| *at)
+    }
+
+    async fn send(&self, message: AirbyteMessage) -> Result<(), Closed> {
+        self.tx.send(message).await.map_err(|_| Closed)
+    }
+
+    async fn record(
+        &mut self,
+        data: Map<String, Value>,
+        cursor: Option<&str>,
+    ) -> Result<(), Closed> {
+        if !self.running {
+            self.running = true;
+            self.send(AirbyteMessage::stream_status(
+                self.descriptor.clone(),
+                StreamStatus::Running,
+                &SystemClock,
+            ))
+            .await?;
+        }
+        if self.checkpoint.is_some() {
+            match cursor.and_then(parse_timestamp) {
+                Some(ts) if !self.tracker.observe(&ts) && !self.bad_cursor_logged => {
+                    self.bad_cursor_logged = true;
+                    tracing::warn!(stream = %self.descriptor.name, "rows arrived out of cursor order; checkpoints wait for the end of the query");
+                }
+                Some(_) => {}
+                // The row is emitted either way, so an unreadable cursor cannot make a
+                // checkpoint unsafe; it only goes unused.
+                None if !self.bad_cursor_logged => {
+                    self.bad_cursor_logged = true;
+                    tracing::warn!(stream = %self.descriptor.name, "a row has no readable cursor value");
+                }
+                None => {}
+            }
+        }
+        self.since_state += 1;
+        self.total += 1;
+        self.send(AirbyteMessage::record(
+            self.descriptor.name.clone(),
+            self.descriptor.namespace.clone(),
+            data,
+            &SystemClock,
+        ))
+        .await
+    }
+
+    /// Emits a STATE for what is safe now (after a page), or `finished_at` when the query is done.
+    async fn state(&mut self, finished_at: Option<DateTime<Utc>>) -> Result<(), Closed> {
+        let value = match &mut self.checkpoint {
+            None => full_refresh_state(),
+            Some((cursor, at)) => {
+                let candidate = match finished_at {
+                    Some(end) => Some(end),
+                    None if self.hold => None,
+                    None => self.tracker.safe().copied(),
+                };
+                if let Some(c) = candidate
+                    && c > *at
+                {
+                    *at = c;
+                }
+                cursor_state(cursor, *at)
+            }
+        };
+        let count = std::mem::take(&mut self.since_state);
+        self.send(AirbyteMessage::state_stream(
+            self.descriptor.clone(),
+            value,
+            count,
+        ))
+        .await
+    }
+}
+
+/// Reads one stream and reports its status; returns how it ended.
+pub(crate) async fn run_stream(
+    ctx: &Ctx,
+    plan: StreamPlan,
+    tx: &mpsc::Sender<AirbyteMessage>,
+) -> Outcome {
+    let descriptor = plan.descriptor.clone();
+    let mut progress = Progress {
+        descriptor: descriptor.clone(),
+        tx,
+        since_state: 0,
+        total: 0,
+        running: false,
+        checkpoint: plan
+            .incremental
+            .as_ref()
+            .map(|i| (i.cursor.clone(), i.initial)),
+        tracker: CheckpointTracker::new(),
+        bad_cursor_logged: false,
+        hold: false,
+    };
+    let started =
+        AirbyteMessage::stream_status(descriptor.clone(), StreamStatus::Started, &SystemClock);
+    if progress.send(started).await.is_err() {
+        return Outcome::Failed(ConnectorError::system("output closed"));
+    }
+    let result = read_stream(ctx, &plan, &mut progress).await;
+    let closing = async {
+        match result {
+            Ok(()) => {
+                let end = plan.incremental.as_ref().map(|i| i.upper);
+                progress.state(end).await?;
+                tracing::info!(stream = %plan.name, records = progress.total, "stream complete");
+                progress
+                    .send(AirbyteMessage::stream_status(
+                        descriptor.clone(),
+                        StreamStatus::Complete,
+                        &SystemClock,
+                    ))
+                    .await?;
+                Ok(Outcome::Complete)
+            }
+            Err(StreamFailure::RateLimited(err)) => {
+                progress.state(None).await?;
+                tracing::warn!(stream = %plan.name, records = progress.total, error = %err, "stream stopped by the daily API limit or the API budget");
+                progress
+                    .send(incomplete_rate_limited(descriptor.clone()))
+                    .await?;
+                Ok(Outcome::RateLimited)
+            }
+            Err(StreamFailure::Failed(err)) => report_failure(&progress, err).await,
+            Err(StreamFailure::Timeout(err)) => {
+                let what = format!("stream {}: the query timed out", plan.name);
+                report_failure(&progress, client_error(err, &what)).await
+            }
+            Err(StreamFailure::Closed) => Err(Closed),
+        }
+    };
+    match closing.await {
+        Ok(outcome) => outcome,
+        Err(Closed) => Outcome::Failed(ConnectorError::system("the output was closed")),
+    }
+}
+
+/// Ends a failed stream: its TRACE error, then `INCOMPLETE`.
+async fn report_failure(progress: &Progress<'_>, err: ConnectorError) -> Result<Outcome, Closed> {
+    let descriptor = progress.descriptor.clone();
+    let err = err.with_stream(descriptor.clone());
+    progress.send(stream_error(&err, &descriptor)).await?;
+    progress
+        .send(AirbyteMessage::stream_status(
+            descriptor,
+            StreamStatus::Incomplete,
+            &SystemClock,
+        ))
+        .await?;
+    Ok(Outcome::Failed(err))
+}
+
+/// Why a stream stopped early.
+#[derive(Debug)]
+enum StreamFailure {
+    RateLimited(salesforce_client::Error),
+    /// Salesforce gave up on the query (`QUERY_TIMEOUT`, or a Bulk job failing for time).
+    Timeout(salesforce_client::Error),
+    Failed(ConnectorError),
+    Closed,
+}
+
+impl From<Closed> for StreamFailure {
+    fn from(_: Closed) -> Self {
+        Self::Closed
+    }
+}
+
+fn failure(err: salesforce_client::Error, stream: &str, what: &str) -> StreamFailure {
+    if err.class() == ErrorClass::RateLimited {
+        StreamFailure::RateLimited(err)
+    } else if is_query_timeout(&err) {
+        StreamFailure::Timeout(err)
+    } else if let Some(fix) = permission_fix(&err) {
+        StreamFailure::Failed(
+            ConnectorError::config(format!("stream {stream}: {what}: {err}. {fix}"))
+                .with_source(err),
+        )
+    } else {
+        StreamFailure::Failed(client_error(err, &format!("stream {stream}: {what}")))
+    }
+}
+
+/// What the user must change for the Salesforce errors that are settings, not faults
+/// (the cases Airbyte's connector names too).
+fn permission_fix(err: &salesforce_client::Error) -> Option<&'static str> {
+    let api = err.api_error()?;
+    if api.error_code == "TXN_SECURITY_METERING_ERROR" {
+        Some(
+            "A Transaction Security policy blocked the query: assign the integration user the \"Exempt from Transaction Security\" permission",
+        )
+    } else if api.error_code == "API_ERROR" && api.message.contains("Implementation restriction") {
+        Some(
+            "Salesforce restricts this query for the integration user: grant it the \"View All Data\" permission, or deselect the stream",
+        )
+    } else if api.error_code == "INVALID_FIELD" || api.error_code == "INSUFFICIENT_ACCESS" {
+        Some(
+            "Grant the integration user read access to the object and its fields, then refresh the source schema",
+        )
+    } else {
+        None
+    }
+}
+
+/// Whether Salesforce stopped a query for running too long: REST `QUERY_TIMEOUT`, or a Bulk job
+/// that failed with a time-out message.
+fn is_query_timeout(err: &salesforce_client::Error) -> bool {
+    match err {
+        salesforce_client::Error::BulkJob(BulkJobError::Failed {
+            error_message: Some(m),
+            ..
+        }) => {
+            let m = m.to_ascii_lowercase();
+            m.contains("query_timeout") || m.contains("too long") || m.contains("timed out")
+        }
+        _ => err
+            .api_error()
+            .is_some_and(|a| a.error_code == "QUERY_TIMEOUT"),
+    }
+}
+
+/// Whether a Bulk job creation or run error means "use REST for this object" (Airbyte's list).
+fn bulk_unsupported(err: &salesforce_client::Error) -> bool {
+    if is_query_timeout(err) {
+        return false;
+    }
+    if let salesforce_client::Error::BulkJob(BulkJobError::Failed { .. }) = err {
+        return true;
+    }
+    let Some(api) = err.api_error() else {
+        return false;
+    };
+    (api.error_code == "INVALIDENTITY" && api.message.contains("not supported by the Bulk API"))
+        || api
+            .message
+            .contains("Selecting compound data not supported in Bulk Query")
+        || (api.status == 400
+            && api
+                .message
+                .trim_end_matches('.')
+                .ends_with("does not support query"))
+}
+
+async fn read_stream(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    progress: &mut Progress<'_>,
+) -> Result<(), StreamFailure> {
+    if plan.info.name == CONTENT_DOCUMENT_LINK {
+        tracing::info!(stream = %plan.name, "reading through REST, {PARENT_BATCH} parent ContentDocument ids per query");
+        return read_content_document_links(ctx, plan, progress).await;
+    }
+    tracing::info!(stream = %plan.name, api = ?plan.api, reason = %plan.api_reason, "reading stream");
+    let mut api = plan.api;
+    let Some(inc) = &plan.incremental else {
+        return match read_range(ctx, plan, &mut api, None, progress).await {
+            Err(StreamFailure::Timeout(err)) => Err(StreamFailure::Failed(client_error(
+                err,
+                &format!("stream {}: the full-refresh query timed out", plan.name),
+            ))),
+            other => other,
+        };
+    };
+    if inc.lower >= inc.upper {
+        tracing::info!(stream = %plan.name, "nothing to read: the range is empty");
+        return Ok(());
+    }
+    // One query for the whole range; only a query Salesforce gives up on is split (see
+    // `split_window`), resuming from the checkpoint reached.
+    let mut windows = std::collections::VecDeque::from([(inc.lower, inc.upper)]);
+    while let Some((lower, upper)) = windows.pop_front() {
+        progress.new_query();
+        match read_range(ctx, plan, &mut api, Some((lower, upper)), progress).await {
+            Ok(()) => {
+                if !windows.is_empty() {
+                    progress.state(Some(upper)).await?;
+                }
+            }
+            Err(StreamFailure::Timeout(err)) => {
+                let from = progress.at().map_or(lower, |at| at.max(lower));
+                let pieces = split_window(from, upper, ctx.step);
+                if pieces.is_empty() {
+                    return Err(StreamFailure::Failed(client_error(
+                        err,
+                        &format!(
+                            "stream {}: the query timed out even for a window of {}",
+                            plan.name,
+                            upper - from
+                        ),
+                    )));
+                }
+                tracing::warn!(
+                    stream = %plan.name,
+                    error = %err,
+                    windows = pieces.len(),
+                    "Salesforce timed out the query; reading the rest of the range in smaller windows"
+                );
+                for piece in pieces.into_iter().rev() {
+                    windows.push_front(piece);
+                }
+            }
+            Err(other) => return Err(other),
+        }
+    }
+    Ok(())
+}
+
+/// Reads one query (the whole stream, or one window of an incremental stream) with `api`,
+/// switching `api` to REST for good when Bulk API cannot serve the object.
+async fn read_range(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    api: &mut Api,
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    progress: &mut Progress<'_>,
+) -> Result<(), StreamFailure> {
+    match *api {
+        Api::Rest => read_rest(ctx, plan, window, progress).await,
+        Api::Bulk => match read_bulk(ctx, plan, window, progress).await {
+            Err(BulkFailure::Unsupported(err)) => {
+                tracing::warn!(stream = %plan.name, error = %err, "Bulk API cannot read this object; reading it through REST instead");
+                *api = Api::Rest;
+                read_rest(ctx, plan, window, progress).await
+            }
+            Err(BulkFailure::Other(f)) => Err(f),
+            Ok(()) => Ok(()),
+        },
+    }
+}
+
+enum BulkFailure {
+    Unsupported(salesforce_client::Error),
+    Other(StreamFailure),
+}
+
+impl From<StreamFailure> for BulkFailure {
+    fn from(f: StreamFailure) -> Self {
+        Self::Other(f)
+    }
+}
+
+impl From<Closed> for BulkFailure {
+    fn from(_: Closed) -> Self {
+        Self::Other(StreamFailure::Closed)
+    }
+}
+
+async fn read_bulk(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    progress: &mut Progress<'_>,
+) -> Result<(), BulkFailure> {
+    let client = &ctx.client;
+    let soql = plan.soql_window(Api::Bulk, window);
+    tracing::debug!(stream = %plan.name, %soql, "Bulk API query");
+    let request = QueryJobRequest::new(QueryOperation::QueryAll, soql);
+    let job = match client.bulk_query_create(&request).await {
+        Ok(job) => job,
+        Err(err) if bulk_unsupported(&err) => return Err(BulkFailure::Unsupported(err)),
+        Err(err) => {
+            return Err(failure(err, &plan.name, "creating the Bulk API query job failed").into());
+        }
+    };
+    // While Salesforce works on the job nothing flows; the platform counts only RECORD and
+    // STATE as heartbeats, so the current checkpoint is repeated every few minutes.
+    let poll = PollConfig::default();
+    let wait = client.bulk_query_wait(&job.id, &poll);
+    futures::pin_mut!(wait);
+    let mut heartbeat = tokio::time::interval(ctx.heartbeat);
+    heartbeat.tick().await;
+    let waited = loop {
+        tokio::select! {
+            done = &mut wait => break done,
+            _ = heartbeat.tick() => progress.state(None).await?,
+        }
+    };
+    let info = match waited {
+        Ok(info) => info,
+        Err(err) if bulk_unsupported(&err) => {
+            delete_job(client, &job.id).await;
+            return Err(BulkFailure::Unsupported(err));
+        }
+        Err(err) => {
+            return Err(failure(err, &plan.name, "the Bulk API query job did not complete").into());
+        }
+    };
+    if let Some(rows) = info.number_records_processed {
+        let rows = i64::try_from(rows).unwrap_or(i64::MAX);
+        progress
+            .send(AirbyteMessage::estimate(
+                progress.descriptor.clone(),
+                Some(rows.saturating_add(i64::try_from(progress.total).unwrap_or(i64::MAX))),
+                None,
+                &SystemClock,
+            ))
+            .await?;
+    }
+    let outcome = read_bulk_results(ctx, plan, &job.id, progress).await;
+    // Done or not, the stored results are no longer needed (a resumed run queries again);
+    // a stopped output is the exception: the process is going away.
+    if !matches!(outcome, Err(StreamFailure::Closed)) {
+        delete_job(client, &job.id).await;
+    }
+    outcome.map_err(BulkFailure::Other)
+}
+
+/// Streams a completed job's result pages into records, with a STATE after every page.
+async fn read_bulk_results(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    job_id: &str,
+    progress: &mut Progress<'_>,
+) -> Result<(), StreamFailure> {
+    let mut results = ctx
+        .client
+        .bulk_query_results(job_id, ColumnDelimiter::Comma, None)
+        .map_err(|e| failure(e, &plan.name, "reading Bulk API results failed"))?;
+    let components = plan.components();
+    let cursor = plan.incremental.as_ref().map(|i| i.cursor.as_str());
+    let mut row = ByteRecord::new();
+    loop {
+        let more = results
+            .next_page()
+            .await
+            .map_err(|e| failure(e, &plan.name, "reading Bulk API results failed"))?;
+        if !more {
+            break;
+        }
+        let header = results.header().clone();
+        let csv_plan = CsvPlan::new(&header, &plan.emit, &components, ctx.preserve_na);
+        let cursor_index = cursor.and_then(|c| header.iter().position(|h| h == c.as_bytes()));
+        loop {
+            let got = results
+                .read_record(&mut row)
+                .await
+                .map_err(|e| failure(e, &plan.name, "reading Bulk API results failed"))?;
+            if !got {
+                break;
+            }
+            let data = csv_plan.convert(&row);
+            let cursor_text = cursor_index
+                .and_then(|i| row.get(i))
+                .and_then(|b| std::str::from_utf8(b).ok());
+            progress.record(data, cursor_text).await?;
+        }
+        progress.state(None).await?;
+    }
+    Ok(())
+}
+
+async fn delete_job(client: &Client, job_id: &str) {
+    if let Err(err) = client.bulk_query_delete(job_id).await {
+        tracing::debug!(job_id, error = %err, "could not delete the Bulk API job (Salesforce removes it after 7 days)");
+    }
+}
+
+async fn read_rest(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    progress: &mut Progress<'_>,
+) -> Result<(), StreamFailure> {
+    let client = &ctx.client;
+    let fields = plan.select_fields(Api::Rest);
+    let field_refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let key = plan.info.primary_key.as_deref().unwrap_or("Id");
+    let soql = plan.soql_window(Api::Rest, window);
+    let tail = soql
+        .find(&format!(" FROM {}", plan.info.name))
+        .map(|i| soql[i + " FROM ".len() + plan.info.name.len()..].to_owned())
+        .unwrap_or_default();
+    let statements = client
+        .split_select(&plan.info.name, &field_refs, key, &tail, true)
+        .await
+        .map_err(|e| failure(e, &plan.name, "preparing the REST query failed"))?;
+    if statements.len() > 1 {
+        if plan.info.primary_key.is_none() {
+            return Err(StreamFailure::Failed(ConnectorError::system(format!(
+                "stream {}: the selected fields do not fit in one REST query URL and the object has no Id to join several queries on; deselect fields in the catalog",
+                plan.name
+            ))));
+        }
+        return read_rest_chunked(ctx, plan, window, key, statements, progress).await;
+    }
+    tracing::debug!(stream = %plan.name, %soql, "REST queryAll");
+    let rest_plan = RestPlan::new(plan.emit.clone());
+    let cursor = plan.incremental.as_ref().map(|i| i.cursor.clone());
+    let pages = client.query_pages::<Map<String, Value>>(&soql, QueryOptions::query_all());
+    futures::pin_mut!(pages);
+    while let Some(page) = pages.next().await {
+        let page = page.map_err(|e| failure(e, &plan.name, "REST query failed"))?;
+        for record in page.records {
+            emit_rest(progress, &rest_plan, cursor.as_deref(), record).await?;
+        }
+        progress.state(None).await?;
+    }
+    Ok(())
+}
+
+async fn emit_rest(
+    progress: &mut Progress<'_>,
+    rest_plan: &RestPlan,
+    cursor: Option<&str>,
+    record: Record,
+) -> Result<(), Closed> {
+    let cursor_text = cursor
+        .and_then(|c| record.get(c))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let data = rest_plan.convert(record);
+    progress.record(data, cursor_text.as_deref()).await
+}
+
+/// One column chunk's REST query as a [`ChunkSource`].
+struct PageSource {
+    pages: std::pin::Pin<
+        Box<dyn futures::Stream<Item = salesforce_client::Result<QueryPage<Record>>> + Send>,
+    >,
+    buffered: std::vec::IntoIter<Record>,
+}
+
+impl PageSource {
+    fn new(client: &Client, soql: &str) -> Self {
+        Self {
+            pages: Box::pin(client.query_pages::<Record>(soql, QueryOptions::query_all())),
+            buffered: Vec::new().into_iter(),
+        }
+    }
+}
+
+impl ChunkSource for PageSource {
+    type Error = salesforce_client::Error;
+
+    async fn next_record(&mut self) -> Result<Option<Record>, Self::Error> {
+        loop {
+            if let Some(record) = self.buffered.next() {
+                return Ok(Some(record));
+            }
+            match self.pages.next().await {
+                Some(page) => self.buffered = page?.records.into_iter(),
+                None => return Ok(None),
+            }
+        }
+    }
+}
+
+/// Rows between STATE messages when a wide object is read in column chunks.
+const CHUNKED_STATE_EVERY: u64 = 2_000;
+
+/// Reads a wide object through REST as several column-chunk queries joined by `key`.
+async fn read_rest_chunked(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    key: &str,
+    statements: Vec<String>,
+    progress: &mut Progress<'_>,
+) -> Result<(), StreamFailure> {
+    tracing::info!(stream = %plan.name, queries = statements.len(), "the selected fields need several REST queries; joining them by {key}");
+    let rest_plan = RestPlan::new(plan.emit.clone());
+    let cursor = plan.incremental.as_ref().map(|i| i.cursor.clone());
+    let sources = statements
+        .iter()
+        .map(|soql| PageSource::new(&ctx.client, soql))
+        .collect();
+    let mut merger = Merger::new(sources, key, DEFAULT_LOOKAHEAD);
+    let mut since_state = 0u64;
+    loop {
+        let next = merger
+            .next()
+            .await
+            .map_err(|e| failure(e, &plan.name, "REST query failed"))?;
+        let Some(record) = next else { break };
+        emit_rest(progress, &rest_plan, cursor.as_deref(), record).await?;
+        since_state += 1;
+        if since_state >= CHUNKED_STATE_EVERY {
+            since_state = 0;
+            // A row still to be fetched again may lie below the checkpoint: hold it.
+            progress.hold = merger.has_leftovers();
+            progress.state(None).await?;
+        }
+    }
+    progress.hold = merger.has_leftovers();
+    progress.state(None).await?;
+    let leftovers = merger.leftovers();
+    if leftovers.is_empty() {
+        return Ok(());
+    }
+    tracing::info!(stream = %plan.name, rows = leftovers.len(), "rows changed while the column chunks were read; fetching them again by {key}");
+    progress.new_query();
+    let ids: Vec<String> = leftovers.into_iter().collect();
+    let fields = plan.select_fields(Api::Rest);
+    let field_refs: Vec<&str> = fields.iter().map(String::as_str).collect();
+    let mut found = 0usize;
+    for batch in ids.chunks(REFETCH_BATCH) {
+        let list: Vec<String> = batch
+            .iter()
+            .map(|id| salesforce_client::soql::quote(id))
+            .collect();
+        let mut condition = format!("{key} IN ({})", list.join(","));
+        if let (Some(inc), Some((lower, upper))) = (&plan.incremental, window) {
+            let c = &inc.cursor;
+            condition = format!(
+                "{c} >= {} AND {c} < {} AND {condition}",
+                salesforce_client::soql::datetime_literal(lower),
+                salesforce_client::soql::datetime_literal(upper)
+            );
+        }
+        let tail = format!(" WHERE {condition}");
+        let statements = ctx
+            .client
+            .split_select(&plan.info.name, &field_refs, key, &tail, true)
+            .await
+            .map_err(|e| failure(e, &plan.name, "preparing the REST query failed"))?;
+        let mut parts: HashMap<String, (usize, Record)> = HashMap::new();
+        for soql in &statements {
+            let mut source = PageSource::new(&ctx.client, soql);
+            while let Some(part) = source
+                .next_record()
+                .await
+                .map_err(|e| failure(e, &plan.name, "REST query failed"))?
+            {
+                let Some(id) = part.get(key).and_then(Value::as_str).map(str::to_owned) else {
+                    continue;
+                };
+                let entry = parts.entry(id).or_insert_with(|| (0, Record::new()));
+                entry.0 += 1;
+                for (k, v) in part {
+                    entry.1.entry(k).or_insert(v);
+                }
+            }
+        }
+        for id in batch {
+            if let Some((n, record)) = parts.remove(id)
+                && n == statements.len()
+            {
+                found += 1;
+                emit_rest(progress, &rest_plan, cursor.as_deref(), record).await?;
+            }
+        }
+    }
+    progress.hold = false;
+    progress.state(None).await?;
+    tracing::info!(
+        stream = %plan.name,
+        fetched = found,
+        gone = ids.len() - found,
+        "re-fetched rows; the others left the range (they are read where they moved to) or were deleted"
+    );
+    Ok(())
+}
+
+/// Salesforce answers a query on this object only with a filter on one parent id or a list of
+/// them, so it is read per batch of `ContentDocument` ids, as Airbyte's connector does.
+const CONTENT_DOCUMENT_LINK: &str = "ContentDocumentLink";
+
+/// Parent ids per `ContentDocumentLink` query (Airbyte's batch size).
+const PARENT_BATCH: usize = 200;
+
+/// The `ContentDocumentLink` query for one batch of parent document ids.
+pub fn content_document_link_soql(fields: &[String], parents: &[String]) -> String {
+    let ids: Vec<String> = parents
+        .iter()
+        .map(|id| salesforce_client::soql::quote(id))
+        .collect();
+    format!(
+        "SELECT {} FROM {CONTENT_DOCUMENT_LINK} WHERE ContentDocumentId IN ({})",
+        fields.join(","),
+        ids.join(",")
+    )
+}
+
+/// Reads `ContentDocumentLink` (full refresh): every `ContentDocument` id, then the links of
+/// each batch of [`PARENT_BATCH`] parents.
+async fn read_content_document_links(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    progress: &mut Progress<'_>,
+) -> Result<(), StreamFailure> {
+    let fields = plan.select_fields(Api::Rest);
+    let rest_plan = RestPlan::new(plan.emit.clone());
+    let mut parents = PageSource::new(
+        &ctx.client,
+        "SELECT Id FROM ContentDocument ORDER BY Id ASC",
+    );
+    let mut batch: Vec<String> = Vec::with_capacity(PARENT_BATCH);
+    loop {
+        let parent = parents
+            .next_record()
+            .await
+            .map_err(|e| failure(e, &plan.name, "listing ContentDocument ids failed"))?;
+        let done = parent.is_none();
+        if let Some(id) = parent
+            .as_ref()
+            .and_then(|p| p.get("Id"))
+            .and_then(Value::as_str)
+        {
+            batch.push(id.to_owned());
+        }
+        if batch.len() >= PARENT_BATCH || (done && !batch.is_empty()) {
+            let soql = content_document_link_soql(&fields, &batch);
+            let mut links = PageSource::new(&ctx.client, &soql);
+            while let Some(link) = links
+                .next_record()
+                .await
+                .map_err(|e| failure(e, &plan.name, "REST query failed"))?
+            {
+                emit_rest(progress, &rest_plan, None, link).await?;
+            }
+            progress.state(None).await?;
+            batch.clear();
+        }
+        if done {
+            return Ok(());
+        }
+    }
+}
+
+/// Keys per `IN (...)` list when re-fetching rows.
+const REFETCH_BATCH: usize = 100;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use salesforce_client::ApiError;
+
+    #[test]
+    fn timeouts_are_recognised() {
+        let failed = |m: &str| {
+            salesforce_client::Error::BulkJob(BulkJobError::Failed {
+                job_id: "750".into(),
+                error_message: Some(m.into()),
+            })
+        };
+        assert!(is_query_timeout(&failed(
+            "Your query request was running for too long."
+        )));
+        assert!(!bulk_unsupported(&failed(
+            "Your query request was running for too long."
+        )));
+        assert!(!is_query_timeout(&failed(
+            "InvalidBatch : Entity is not supported"
+        )));
+    }
+
+    #[test]
+    fn content_document_links_are_queried_by_parent_batch() {
+        let fields = vec!["Id".to_owned(), "LinkedEntityId".to_owned()];
+        let soql = content_document_link_soql(&fields, &["069A".to_owned(), "069'B".to_owned()]);
+        assert_eq!(
+            soql,
+            r"SELECT Id,LinkedEntityId FROM ContentDocumentLink WHERE ContentDocumentId IN ('069A','069\'B')"
+        );
+    }
+
+    #[test]
+    fn settings_errors_name_the_fix() {
+        let api = |code: &str, message: &str| salesforce_client::Error::Api {
+            context: "POST jobs/query".into(),
+            source: Box::new(ApiError {
+                status: 400,
+                error_code: code.into(),
+                message: message.into(),
+                fields: vec![],
+            }),
+        };
+        let cases = [
+            (
+                api("TXN_SECURITY_METERING_ERROR", "blocked"),
+                "Exempt from Transaction Security",
+            ),
+            (
+                api(
+                    "API_ERROR",
+                    "Implementation restriction: Foo requires a filter",
+                ),
+                "View All Data",
+            ),
+            (api("INVALID_FIELD", "No such column 'X__c'"), "read access"),
+        ];
+        for (err, fix) in cases {
+            match failure(err, "Foo", "query failed") {
+                StreamFailure::Failed(e) => {
+                    assert_eq!(e.failure_type(), airbyte_protocol::FailureType::ConfigError);
+                    assert!(e.message().contains(fix), "{}", e.message());
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        // Other errors keep the client's classification and carry no permission hint.
+        match failure(api("MALFORMED_QUERY", "bad"), "Foo", "query failed") {
+            StreamFailure::Failed(e) => {
+                assert!(!e.message().contains("Grant") && !e.message().contains("assign"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bulk_fallback_errors() {
+        let api = |status: u16, code: &str, message: &str| salesforce_client::Error::Api {
+            context: "POST jobs/query".into(),
+            source: Box::new(ApiError {
+                status,
+                error_code: code.into(),
+                message: message.into(),
+                fields: vec![],
+            }),
+        };
+        assert!(bulk_unsupported(&api(
+            400,
+            "INVALIDENTITY",
+            "Entity 'X' is not supported by the Bulk API."
+        )));
+        assert!(bulk_unsupported(&api(
+            400,
+            "API_ERROR",
+            "Selecting compound data not supported in Bulk Query"
+        )));
+        assert!(bulk_unsupported(&api(
+            400,
+            "INVALIDJOB",
+            "Entity X does not support query"
+        )));
+        assert!(!bulk_unsupported(&api(
+            400,
+            "INVALID_FIELD",
+            "No such column 'Foo'"
+        )));
+        assert!(!bulk_unsupported(&api(
+            403,
+            "REQUEST_LIMIT_EXCEEDED",
+            "TotalRequests Limit exceeded."
+        )));
+        let failed = salesforce_client::Error::BulkJob(BulkJobError::Failed {
+            job_id: "750".into(),
+            error_message: None,
+        });
+        assert!(bulk_unsupported(&failed));
+    }
+}
+
+/// The REST column-chunk join against the emulator, in process (the emulator has no object wide
+/// enough to need it through the binary).
+#[cfg(test)]
+mod chunk_tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::config::RawConfig;
+    use crate::plan::plan_stream;
+    use crate::source::{Rotation, build_client};
+    use airbyte_protocol::{ConfiguredAirbyteStream, JsonObject};
+    use serde_json::json;
+    use std::collections::BTreeMap;
+
+    async fn collect(mut rx: mpsc::Receiver<AirbyteMessage>) -> Vec<AirbyteMessage> {
+        let mut out = Vec::new();
+        while let Some(m) = rx.recv().await {
+            out.push(m);
+        }
+        out
+    }
+
+    fn records(messages: &[AirbyteMessage]) -> BTreeMap<String, JsonObject> {
+        messages
+            .iter()
+            .filter_map(|m| match m {
+                AirbyteMessage::Record { record, .. } => Some((
+                    record.data["Id"].as_str().unwrap_or_default().to_owned(),
+                    record.data.clone(),
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunked_rest_read_equals_one_query() {
+        let org = salesforce_emulator::spawn(salesforce_emulator::Config {
+            default_rows: 3,
+            rows: [("Account".to_owned(), 150)].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let raw = json!({"client_id": "emulator-client-id", "client_secret": "emulator-client-secret",
+                         "refresh_token": "emulator-refresh-token", "login_url": org.base_url,
+                         "start_date": "2015-01-01"});
+        let config = Config::from_raw(
+            RawConfig::from_json(raw.as_object().unwrap()).unwrap(),
+            Utc::now(),
+        )
+        .unwrap();
+        let rotation = Rotation::new(JsonObject::new());
+        let client = build_client(&config, &rotation).unwrap();
+        let describe = client.describe("Account").await.unwrap();
+        let configured: ConfiguredAirbyteStream = serde_json::from_value(json!({
+            "stream": {"name": "Account", "json_schema": {"type": "object", "properties": {}},
+                       "supported_sync_modes": ["full_refresh", "incremental"]},
+            "sync_mode": "incremental", "destination_sync_mode": "append"
+        }))
+        .unwrap();
+        let plan = plan_stream(&configured, &describe, &config, None, Utc::now()).unwrap();
+        let ctx = Ctx {
+            client: client.clone(),
+            preserve_na: false,
+            step: config.stream_slice_step,
+            heartbeat: HEARTBEAT,
+        };
+        let window = plan.incremental.as_ref().map(|i| (i.lower, i.upper));
+
+        let read = |chunked: bool| {
+            let (ctx, plan) = (&ctx, &plan);
+            async move {
+                let (tx, rx) = mpsc::channel(100_000);
+                let mut progress = Progress {
+                    descriptor: plan.descriptor.clone(),
+                    tx: &tx,
+                    since_state: 0,
+                    total: 0,
+                    running: true,
+                    checkpoint: plan
+                        .incremental
+                        .as_ref()
+                        .map(|i| (i.cursor.clone(), i.initial)),
+                    tracker: CheckpointTracker::new(),
+                    bad_cursor_logged: false,
+                    hold: false,
+                };
+                let result = if chunked {
+                    // Split the SELECT list in three, each with Id first, as split_select would.
+                    let soql = plan.soql_window(Api::Rest, window);
+                    let (head, tail) = soql.split_once(" FROM Account").unwrap();
+                    let fields: Vec<&str> = head["SELECT ".len()..]
+                        .split(',')
+                        .filter(|f| *f != "Id")
+                        .collect();
+                    let statements: Vec<String> = fields
+                        .chunks(fields.len().div_ceil(3))
+                        .map(|c| format!("SELECT Id,{} FROM Account{tail}", c.join(",")))
+                        .collect();
+                    assert_eq!(statements.len(), 3);
+                    read_rest_chunked(ctx, plan, window, "Id", statements, &mut progress).await
+                } else {
+                    read_rest(ctx, plan, window, &mut progress).await
+                };
+                assert!(result.is_ok(), "{result:?}");
+                drop(progress);
+                drop(tx);
+                collect(rx).await
+            }
+        };
+        let one = read(false).await;
+        let chunked = read(true).await;
+        let (a, b) = (records(&one), records(&chunked));
+        assert_eq!(a.len(), 150);
+        assert_eq!(a, b, "joined chunks give the same records");
+        let states = chunked
+            .iter()
+            .filter(|m| matches!(m, AirbyteMessage::State { .. }))
+            .count();
+        assert!(states >= 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_running_bulk_job_repeats_the_state() {
+        let mut emulator = salesforce_emulator::Config {
+            default_rows: 3,
+            ..Default::default()
+        };
+        emulator.switches.bulk_processing_ms = 1_200;
+        let org = salesforce_emulator::spawn(emulator).await.unwrap();
+        let raw = json!({"client_id": "emulator-client-id", "client_secret": "emulator-client-secret",
+                         "refresh_token": "emulator-refresh-token", "login_url": org.base_url,
+                         "start_date": "2015-01-01"});
+        let config = Config::from_raw(
+            RawConfig::from_json(raw.as_object().unwrap()).unwrap(),
+            Utc::now(),
+        )
+        .unwrap();
+        let client = build_client(&config, &Rotation::new(JsonObject::new())).unwrap();
+        let describe = client.describe("Contact").await.unwrap();
+        let configured: ConfiguredAirbyteStream = serde_json::from_value(json!({
+            "stream": {"name": "Contact", "json_schema": {"type": "object", "properties": {}},
+                       "supported_sync_modes": ["full_refresh", "incremental"]},
+            "sync_mode": "incremental", "destination_sync_mode": "append"
+        }))
+        .unwrap();
+        let plan = plan_stream(&configured, &describe, &config, None, Utc::now()).unwrap();
+        assert_eq!(plan.api, Api::Bulk);
+        let ctx = Ctx {
+            client,
+            preserve_na: false,
+            step: config.stream_slice_step,
+            heartbeat: std::time::Duration::from_millis(250),
+        };
+        let (tx, rx) = mpsc::channel(10_000);
+        let outcome = run_stream(&ctx, plan, &tx).await;
+        assert!(matches!(outcome, Outcome::Complete), "{outcome:?}");
+        drop(tx);
+        let messages = collect(rx).await;
+        // Before the first record, the job ran ~1.2 s: several heartbeat STATEs with no records.
+        let first_record = messages
+            .iter()
+            .position(|m| matches!(m, AirbyteMessage::Record { .. }))
+            .unwrap();
+        let beats = messages[..first_record]
+            .iter()
+            .filter(|m| matches!(m, AirbyteMessage::State { .. }))
+            .count();
+        assert!(beats >= 2, "{beats} heartbeat states");
+    }
+}
