@@ -6,4 +6,6 @@
 //! - `dockerfiles`: the Dockerfiles follow the Airbyte image conventions.
 
 mod dockerfiles;
+mod fidelity;
+mod pyairbyte;
 mod spec;
