@@ -420,7 +420,49 @@ pub async fn run(
         }
     }
     tracing::info!(%addr, "salesforce emulator listening");
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve(listener, router(state), shutdown).await
+}
+
+/// Serves HTTP/1.1 connections until `shutdown` resolves, then lets open connections finish.
+///
+/// Response header names go out in canonical capitalisation (`Content-Type`, `Sforce-Locator`,
+/// `Sforce-Limit-Info`), as Salesforce's servers send them. Header names are case-insensitive
+/// (RFC 9110 §5.1), but clients do depend on the spelling: Airbyte's Python source copies the
+/// response headers of a Bulk result download into a plain `dict` and looks up
+/// `"content-type"` there, a lookup that only misses (and so takes its default path) when the
+/// server capitalises the name. `axum::serve` would send lower-case names.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(router.clone());
+        let mut builder = hyper::server::conn::http1::Builder::new();
+        builder.title_case_headers(true);
+        let connection = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("connection ended with an error: {e}");
+            }
+        });
+    }
+    // Open keep-alive connections are told to close; give in-flight responses a moment.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), graceful.shutdown()).await;
+    Ok(())
 }
