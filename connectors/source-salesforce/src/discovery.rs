@@ -376,7 +376,20 @@ pub struct FieldInfo {
     pub kind: FieldKind,
     /// For address/location components (e.g. `BillingCity`): the compound field's name.
     pub compound_of: Option<String>,
+    /// The Salesforce field type as the describe names it (`datetime`, `address`, ...).
+    pub sf_type: String,
 }
+
+/// JSON-schema keyword our discover adds to every property: the field's Salesforce type, so
+/// `read` can plan a stream from the catalog alone, without describing the object again.
+pub const TYPE_ANNOTATION: &str = "x-salesforce-type";
+
+/// Keyword on a component property (`BillingCity`): the compound field it belongs to.
+pub const COMPOUND_ANNOTATION: &str = "x-salesforce-compound";
+
+/// Keyword on a compound property (`BillingAddress`): its components and their types, so the
+/// compound value can be rebuilt from Bulk columns even when the catalog deselects them.
+pub const COMPONENTS_ANNOTATION: &str = "x-salesforce-components";
 
 impl ObjectInfo {
     /// Reads an object's describe.
@@ -389,8 +402,56 @@ impl ObjectInfo {
                 name: f.name.clone(),
                 kind: FieldKind::of_field(&name, f),
                 compound_of: f.compound_field_name.clone().filter(|c| c != &f.name),
+                sf_type: f.field_type.clone(),
             })
             .collect();
+        Self::with_fields(name, fields)
+    }
+
+    /// Rebuilds the object from a catalog stream our discover wrote: every property carries
+    /// [`TYPE_ANNOTATION`]. `None` when any property lacks it (e.g. a catalog discovered by
+    /// Airbyte's own connector): the object must then be described.
+    pub fn from_catalog(name: &str, json_schema: &Value) -> Option<Self> {
+        let props = json_schema.get("properties")?.as_object()?;
+        if props.is_empty() {
+            return None;
+        }
+        let mut fields: Vec<FieldInfo> = Vec::with_capacity(props.len());
+        for (field, schema) in props {
+            let sf_type = schema.get(TYPE_ANNOTATION)?.as_str()?;
+            fields.push(FieldInfo {
+                name: field.clone(),
+                kind: FieldKind::of_type(sf_type).unwrap_or(FieldKind::String),
+                compound_of: schema
+                    .get(COMPOUND_ANNOTATION)
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                sf_type: sf_type.to_owned(),
+            });
+        }
+        // Components the catalog deselected are still needed to rebuild their compound value.
+        for (field, schema) in props {
+            let Some(components) = schema.get(COMPONENTS_ANNOTATION).and_then(Value::as_object)
+            else {
+                continue;
+            };
+            for (component, sf_type) in components {
+                if props.contains_key(component) {
+                    continue;
+                }
+                let sf_type = sf_type.as_str()?;
+                fields.push(FieldInfo {
+                    name: component.clone(),
+                    kind: FieldKind::of_type(sf_type).unwrap_or(FieldKind::String),
+                    compound_of: Some(field.clone()),
+                    sf_type: sf_type.to_owned(),
+                });
+            }
+        }
+        Some(Self::with_fields(name.to_owned(), fields))
+    }
+
+    fn with_fields(name: String, fields: Vec<FieldInfo>) -> Self {
         let has = |n: &str| fields.iter().any(|f| f.name == n);
         let primary_key = has("Id").then(|| "Id".to_owned());
         let cursor = if UNSUPPORTED_FILTERING_OBJECTS.contains(&name.as_str()) {
@@ -423,7 +484,23 @@ impl ObjectInfo {
     pub fn json_schema(&self) -> Value {
         let mut properties = JsonObject::new();
         for f in &self.fields {
-            properties.insert(f.name.clone(), f.kind.json_schema());
+            let mut schema = f.kind.json_schema();
+            if let Value::Object(o) = &mut schema {
+                o.insert(TYPE_ANNOTATION.to_owned(), Value::String(f.sf_type.clone()));
+                if let Some(c) = &f.compound_of {
+                    o.insert(COMPOUND_ANNOTATION.to_owned(), Value::String(c.clone()));
+                }
+                if f.kind.is_compound() {
+                    let components: JsonObject = self
+                        .fields
+                        .iter()
+                        .filter(|c| c.compound_of.as_deref() == Some(f.name.as_str()))
+                        .map(|c| (c.name.clone(), Value::String(c.sf_type.clone())))
+                        .collect();
+                    o.insert(COMPONENTS_ANNOTATION.to_owned(), Value::Object(components));
+                }
+            }
+            properties.insert(f.name.clone(), schema);
         }
         json!({
             "$schema": "http://json-schema.org/draft-07/schema#",
@@ -641,7 +718,18 @@ mod tests {
     #[test]
     fn account_stream_snapshot() {
         let info = ObjectInfo::from_describe(&account());
-        let stream = serde_json::to_value(info.airbyte_stream()).unwrap();
+        let mut stream = serde_json::to_value(info.airbyte_stream()).unwrap();
+        // The annotations are checked in `catalog_annotations_round_trip`.
+        for p in stream["json_schema"]["properties"]
+            .as_object_mut()
+            .unwrap()
+            .values_mut()
+        {
+            let o = p.as_object_mut().unwrap();
+            assert!(o.remove(TYPE_ANNOTATION).is_some());
+            o.remove(COMPOUND_ANNOTATION);
+            o.remove(COMPONENTS_ANNOTATION);
+        }
         let s = json!({"type": ["string", "null"]});
         let n = json!({"type": ["number", "null"]});
         let (ns, nn) = (
@@ -696,6 +784,62 @@ mod tests {
             Some("Geo__c")
         );
         assert_eq!(info.field("BillingAddress").unwrap().compound_of, None);
+    }
+
+    #[test]
+    fn catalog_annotations_round_trip() {
+        let info = ObjectInfo::from_describe(&account());
+        let schema = info.json_schema();
+        let p = &schema["properties"];
+        assert_eq!(p["SystemModstamp"][TYPE_ANNOTATION], "datetime");
+        assert_eq!(p["Mystery__c"][TYPE_ANNOTATION], "hologram");
+        assert_eq!(p["BillingCity"][COMPOUND_ANNOTATION], "BillingAddress");
+        assert_eq!(
+            p["BillingAddress"][COMPONENTS_ANNOTATION],
+            json!({"BillingStreet": "textarea", "BillingCity": "string", "BillingLatitude": "double"})
+        );
+        assert_eq!(
+            ObjectInfo::from_catalog("Account", &schema),
+            Some(info.clone())
+        );
+
+        // A catalog trimmed to a few fields still knows the compound's components.
+        let mut trimmed = schema.clone();
+        let props = trimmed["properties"].as_object_mut().unwrap();
+        props.retain(|k, _| ["Id", "BillingAddress", "SystemModstamp"].contains(&k.as_str()));
+        let back = ObjectInfo::from_catalog("Account", &trimmed).unwrap();
+        let names: Vec<&str> = back.fields.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Id",
+                "BillingAddress",
+                "SystemModstamp",
+                "BillingStreet",
+                "BillingCity",
+                "BillingLatitude"
+            ]
+        );
+        assert_eq!(back.cursor.as_deref(), Some("SystemModstamp"));
+        assert_eq!(
+            back.field("BillingCity").unwrap().compound_of.as_deref(),
+            Some("BillingAddress")
+        );
+
+        // A property without the annotation (Airbyte's own discover): describe instead.
+        props_remove_annotation(&mut trimmed, "Id");
+        assert_eq!(ObjectInfo::from_catalog("Account", &trimmed), None);
+        assert_eq!(
+            ObjectInfo::from_catalog("Account", &json!({"type": "object"})),
+            None
+        );
+    }
+
+    fn props_remove_annotation(schema: &mut Value, field: &str) {
+        schema["properties"][field]
+            .as_object_mut()
+            .unwrap()
+            .remove(TYPE_ANNOTATION);
     }
 
     #[test]

@@ -6,6 +6,8 @@
 //! - [`config`]: the raw config as Airbyte writes it and its validation into [`config::Config`];
 //! - [`discovery`]: which objects are streams, their JSON schemas, primary keys and cursors;
 //! - [`state`]: the per-stream state we write and the Airbyte state forms we migrate;
+//! - `changes`: before the streams start, batched `/composite` calls that fetch first pages and
+//!   ask Salesforce which resumed streams changed at all (getUpdated / getDeleted);
 //! - [`checkpoint`]: the tie-safe checkpoint rule over cursor-ordered rows;
 //! - [`convert`]: REST JSON and Bulk CSV values → typed JSON through per-column plans;
 //! - [`merge`]: joining the column-chunk queries of a wide object read through REST;
@@ -14,6 +16,7 @@
 //! - [`source`]: the [`airbyte_protocol::Connector`] implementation (check, discover, read) and
 //!   the orchestration of the streams.
 
+mod changes;
 pub mod checkpoint;
 pub mod config;
 pub mod convert;

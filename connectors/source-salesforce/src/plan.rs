@@ -41,6 +41,9 @@ pub struct StreamPlan {
     pub api: Api,
     /// Why this API (logged).
     pub api_reason: String,
+    /// Planned from the catalog's annotations rather than a describe made by this run (a field
+    /// deleted in Salesforce since discovery is then found only when a query names it).
+    pub from_catalog: bool,
 }
 
 /// The incremental part of a plan.
@@ -64,7 +67,24 @@ pub fn plan_stream(
     state: Option<&Value>,
     now: DateTime<Utc>,
 ) -> Result<StreamPlan, ConnectorError> {
-    let info = ObjectInfo::from_describe(describe);
+    plan_object(
+        configured,
+        ObjectInfo::from_describe(describe),
+        config,
+        state,
+        now,
+    )
+}
+
+/// Plans one configured stream against what is known of its object (from a describe, or from
+/// the annotations of a catalog our discover wrote).
+pub fn plan_object(
+    configured: &ConfiguredAirbyteStream,
+    info: ObjectInfo,
+    config: &Config,
+    state: Option<&Value>,
+    now: DateTime<Utc>,
+) -> Result<StreamPlan, ConnectorError> {
     let name = configured.stream.name.clone();
     let wanted = selected_properties(&configured.stream.json_schema);
     if let Some(wanted) = &wanted {
@@ -146,10 +166,35 @@ pub fn plan_stream(
         incremental,
         api,
         api_reason,
+        from_catalog: false,
     })
 }
 
 impl StreamPlan {
+    /// The same plan against a fresh describe: fields Salesforce no longer has are dropped (with
+    /// a WARN), kinds follow the describe.
+    pub fn replanned(&self, describe: &SObjectDescribe) -> Self {
+        let info = ObjectInfo::from_describe(describe);
+        let (kept, gone): (Vec<_>, Vec<_>) = self
+            .emit
+            .iter()
+            .partition(|(name, _)| info.field(name).is_some());
+        if !gone.is_empty() {
+            let gone: Vec<&str> = gone.iter().map(|(n, _)| n.as_str()).collect();
+            tracing::warn!(stream = %self.name, missing = ?gone, "catalog fields no longer exist in Salesforce (or are not visible); they are skipped");
+        }
+        let emit = kept
+            .into_iter()
+            .filter_map(|(name, _)| info.field(name).map(|f| (f.name.clone(), f.kind)))
+            .collect();
+        Self {
+            info,
+            emit,
+            from_catalog: false,
+            ..self.clone()
+        }
+    }
+
     /// The compound fields to rebuild from Bulk component columns: `(component, compound, kind)`.
     pub fn components(&self) -> Vec<(String, String, FieldKind)> {
         let compounds: BTreeSet<&str> = self
@@ -213,6 +258,25 @@ impl StreamPlan {
             ));
         } else if let (Api::Rest, Some(pk)) = (api, &self.info.primary_key) {
             soql.push_str(&format!(" ORDER BY {pk} ASC"));
+        }
+        soql
+    }
+}
+
+impl StreamPlan {
+    /// The full-refresh SOQL for `api` over the rows whose `key` sorts after `last` (the rest of
+    /// a read whose first REST page, ordered by `key`, is out).
+    pub fn soql_after_key(&self, api: Api, key: &str, last: &str) -> String {
+        let fields = self.select_fields(api);
+        let separator = if api == Api::Bulk { ", " } else { "," };
+        let mut soql = format!(
+            "SELECT {} FROM {} WHERE {key} > {}",
+            fields.join(separator),
+            self.info.name,
+            salesforce_client::soql::quote(last)
+        );
+        if api == Api::Rest {
+            soql.push_str(&format!(" ORDER BY {key} ASC"));
         }
         soql
     }
@@ -359,6 +423,20 @@ mod tests {
             "SELECT Id, IsDeleted, Name, SystemModstamp, BillingCity, BillingPostalCode FROM Account \
              WHERE SystemModstamp >= 2024-01-01T00:00:00.000Z AND SystemModstamp < 2026-11-24T12:00:00.000Z \
              ORDER BY SystemModstamp ASC"
+        );
+    }
+
+    #[test]
+    fn the_rest_of_a_full_refresh_after_a_key() {
+        let c = configured("Account", json!({"Name": {}}), "full_refresh");
+        let plan = plan_stream(&c, &account(), &config(json!({})), None, now()).unwrap();
+        assert_eq!(
+            plan.soql_after_key(Api::Bulk, "Id", "001'X"),
+            r"SELECT Id, IsDeleted, Name, SystemModstamp FROM Account WHERE Id > '001\'X'"
+        );
+        assert_eq!(
+            plan.soql_after_key(Api::Rest, "Id", "001A"),
+            "SELECT Id,IsDeleted,Name,SystemModstamp FROM Account WHERE Id > '001A' ORDER BY Id ASC"
         );
     }
 

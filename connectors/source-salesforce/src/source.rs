@@ -3,14 +3,20 @@
 //! - `check` validates the config, logs in and makes one API call (describe global).
 //! - `discover` makes 1 + ⌈N/25⌉ API calls: describe global, then the objects' describes 25 per
 //!   `/composite` request; it always adds Airbyte's synthetic `Describe` stream.
-//! - `read` describes the catalog's objects (⌈N/25⌉ calls) and plans every stream: the catalog's
-//!   selected fields (plus `Id`, the cursor and `IsDeleted`), the API (Bulk API 2.0 `queryAll`
-//!   by default; REST `queryAll` for objects Bulk does not serve, for base64 fields, and after
-//!   Bulk refuses an object), and for incremental streams the range
-//!   `[max(start_date, state − lookback_window), min(end_date, now))`, read in one query ordered
-//!   by the cursor. Only a query Salesforce times out is split into smaller windows. Streams run
-//!   concurrently (at most `num_workers`); each task sends its messages, in order, through one
-//!   bounded channel to the writer loop that owns stdout:
+//! - `read` never re-runs discovery: a catalog our discover wrote carries each field's
+//!   Salesforce type (`x-salesforce-type` annotations), so planning needs no API call; a catalog
+//!   without them (e.g. discovered by Airbyte's connector) describes only its configured objects,
+//!   25 per `/composite` call. Each stream is planned: the catalog's selected fields (plus `Id`,
+//!   the cursor and `IsDeleted`), the API (Bulk API 2.0 `queryAll` by default; REST `queryAll`
+//!   for objects Bulk does not serve, for base64 fields, and after Bulk refuses an object), and
+//!   for incremental streams the range `[max(start_date, state − lookback_window), min(end_date,
+//!   now))`, read in one query ordered by the cursor (only a query Salesforce times out is split
+//!   into smaller windows). Before the streams start, batched `/composite` calls fetch the first
+//!   REST page of every incremental stream and ask resumed streams whether anything changed
+//!   (getUpdated + getDeleted; see `crate::changes`): an unchanged stream costs no query, a small
+//!   delta is read through REST, a large one (by the row count the first page announces)
+//!   through one Bulk job. Streams run concurrently (at most `num_workers`); each task sends its
+//!   messages, in order, through one bounded channel to the writer loop that owns stdout:
 //!
 //! ```text
 //! STREAM_STATUS STARTED → RUNNING (first record) → RECORD… / STATE after every page…
@@ -42,9 +48,10 @@ use serde_json::Value;
 use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 
+use crate::changes::{self, Head};
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DESCRIBE_STREAM, ObjectInfo, describe_stream};
-use crate::plan::plan_stream;
+use crate::plan::{StreamPlan, plan_object, plan_stream};
 use crate::state::{self, full_refresh_state};
 use crate::stream::{Ctx, HEARTBEAT, Outcome, incomplete_rate_limited, run_stream, stream_error};
 
@@ -294,8 +301,31 @@ async fn read(
             objects.push(s);
         }
     }
-    let names: Vec<&str> = objects.iter().map(|s| s.stream.name.as_str()).collect();
-    let describes = if names.is_empty() {
+    // A catalog our discover wrote carries each field's Salesforce type, so nothing needs
+    // describing; other catalogs (or the `Describe` stream) describe only the configured objects,
+    // 25 per `/composite` call.
+    let known: Vec<Option<ObjectInfo>> = objects
+        .iter()
+        .map(|s| {
+            if describe_configured.is_some() {
+                None
+            } else {
+                ObjectInfo::from_catalog(&s.stream.name, &s.stream.json_schema)
+            }
+        })
+        .collect();
+    let names: Vec<&str> = objects
+        .iter()
+        .zip(&known)
+        .filter(|(_, k)| k.is_none())
+        .map(|(s, _)| s.stream.name.as_str())
+        .collect();
+    tracing::info!(
+        from_catalog = objects.len() - names.len(),
+        to_describe = names.len(),
+        "planning streams"
+    );
+    let mut describes = if names.is_empty() {
         Vec::new()
     } else {
         match client.describe_many(&names).await {
@@ -316,23 +346,35 @@ async fn read(
             }
             Err(err) => return Err(client_error(err, "describing the catalog's objects failed")),
         }
-    };
+    }
+    .into_iter();
 
     let mut failures: Vec<(String, ConnectorError)> = Vec::new();
     let mut plans = Vec::new();
     let mut describe_records = Vec::new();
-    for (configured, describe) in objects.iter().zip(describes) {
+    for (configured, known) in objects.iter().zip(known) {
         let name = configured.stream.name.clone();
         let descriptor = configured.stream.descriptor();
-        let planned = match describe {
-            Ok(d) => {
-                let plan = plan_stream(configured, &d, config, states.get(&name), now);
-                if plan.is_ok() {
-                    describe_records.push(d);
-                }
-                plan
+        let planned = match known {
+            Some(info) => {
+                plan_object(configured, info, config, states.get(&name), now).map(|mut plan| {
+                    plan.from_catalog = true;
+                    plan
+                })
             }
-            Err(api) => Err(describe_failure(&name, &api)),
+            None => match describes.next() {
+                Some(Ok(d)) => {
+                    let plan = plan_stream(configured, &d, config, states.get(&name), now);
+                    if plan.is_ok() {
+                        describe_records.push(d);
+                    }
+                    plan
+                }
+                Some(Err(api)) => Err(describe_failure(&name, &api)),
+                None => Err(ConnectorError::system(format!(
+                    "stream {name}: Salesforce returned no describe for the object"
+                ))),
+            },
         };
         match planned {
             Ok(plan) => plans.push(plan),
@@ -364,23 +406,66 @@ async fn read(
         step: config.stream_slice_step,
         heartbeat: HEARTBEAT,
     });
+    // The batched first pages and change checks run beside the streams: each stream starts
+    // as soon as its head is known (see `changes::prepare` for the memory bound).
+    let (head_tx, mut head_rx) = mpsc::unbounded_channel::<(usize, Head)>();
+    let producer = tokio::spawn(changes::prepare(
+        client.clone(),
+        Arc::new(plans.clone()),
+        now,
+        head_tx,
+    ));
+    let mut waiting: Vec<Option<StreamPlan>> = plans.into_iter().map(Some).collect();
+    let mut pending = waiting.len();
     let permits = Arc::new(Semaphore::new(config.num_workers as usize));
     let (tx, mut rx) = mpsc::channel::<AirbyteMessage>(CHANNEL_CAPACITY);
+    let mut tx = Some(tx);
     let mut tasks = JoinSet::new();
-    for plan in plans {
+    let mut spawn = |plan: StreamPlan, head: Head, tx: &mpsc::Sender<AirbyteMessage>| {
         let (ctx, tx, permits) = (ctx.clone(), tx.clone(), permits.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let name = plan.name.clone();
-            (name, run_stream(&ctx, plan, &tx).await)
+            (name, run_stream(&ctx, plan, head, &tx).await)
         });
+    };
+    if pending == 0 {
+        tx = None;
     }
-    drop(tx);
-    while let Some(message) = rx.recv().await {
-        out.write(&message)?;
-        if !matches!(message, AirbyteMessage::Record { .. }) {
-            rotation.flush(out)?;
+    loop {
+        tokio::select! {
+            head = head_rx.recv(), if pending > 0 => {
+                let Some(sender) = tx.as_ref() else { continue };
+                match head {
+                    Some((i, head)) => {
+                        if let Some(plan) = waiting.get_mut(i).and_then(Option::take) {
+                            spawn(plan, head, sender);
+                            pending -= 1;
+                        }
+                    }
+                    // The producer ended early: the rest read on their own.
+                    None => {
+                        for plan in waiting.iter_mut().filter_map(Option::take) {
+                            spawn(plan, Head::Read, sender);
+                        }
+                        pending = 0;
+                    }
+                }
+                if pending == 0 {
+                    tx = None;
+                }
+            }
+            message = rx.recv() => {
+                let Some(message) = message else { break };
+                out.write(&message)?;
+                if !matches!(message, AirbyteMessage::Record { .. }) {
+                    rotation.flush(out)?;
+                }
+            }
         }
+    }
+    if let Err(join) = producer.await {
+        tracing::warn!(error = %join, "the batched change check ended abnormally");
     }
     let mut rate_limited = Vec::new();
     while let Some(joined) = tasks.join_next().await {

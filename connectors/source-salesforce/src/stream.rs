@@ -18,6 +18,7 @@ use salesforce_client::{
 use serde_json::{Map, Value};
 use tokio::sync::mpsc;
 
+use crate::changes::{FirstPage, Head};
 use crate::checkpoint::CheckpointTracker;
 use crate::config::IsoDuration;
 use crate::convert::{CsvPlan, RestPlan, parse_timestamp};
@@ -79,6 +80,9 @@ struct Progress<'a> {
     bad_cursor_logged: bool,
     /// Do not advance the checkpoint mid-query (rows below it may still come).
     hold: bool,
+    /// The checkpoint the finished stream may claim when it is not the planned upper bound
+    /// (a change check proved less).
+    finish_at: Option<DateTime<Utc>>,
 }
 
 /// The writer went away (stdout closed or the run is ending): stop quietly.
@@ -89,11 +93,6 @@ impl<'a> Progress<'a> {
     /// Starts a new ordered query: its rows are tracked afresh (the checkpoint is kept).
     fn new_query(&mut self) {
         self.tracker = CheckpointTracker::new();
-    }
-
-    /// The checkpoint reached so far (incremental streams).
-    fn at(&self) -> Option<DateTime<Utc>> {
-        self.checkpoint.as_ref().map(|(_, at)| *at)
     }
 
     async fn send(&self, message: AirbyteMessage) -> Result<(), Closed> {
@@ -173,6 +172,7 @@ impl<'a> Progress<'a> {
 pub(crate) async fn run_stream(
     ctx: &Ctx,
     plan: StreamPlan,
+    head: Head,
     tx: &mpsc::Sender<AirbyteMessage>,
 ) -> Outcome {
     let descriptor = plan.descriptor.clone();
@@ -189,17 +189,43 @@ pub(crate) async fn run_stream(
         tracker: CheckpointTracker::new(),
         bad_cursor_logged: false,
         hold: false,
+        finish_at: None,
     };
     let started =
         AirbyteMessage::stream_status(descriptor.clone(), StreamStatus::Started, &SystemClock);
     if progress.send(started).await.is_err() {
         return Outcome::Failed(ConnectorError::system("output closed"));
     }
-    let result = read_stream(ctx, &plan, &mut progress).await;
+    let mut plan = plan;
+    let mut result = read_stream(ctx, &plan, head, &mut progress).await;
+    if plan.from_catalog
+        && let Err(StreamFailure::InvalidField(err)) = &result
+    {
+        // The catalog predates a field's removal: describe the object (one call) and go on
+        // from the checkpoint reached with the fields that still exist.
+        tracing::warn!(stream = %plan.name, error = %err, "a catalog field is gone from Salesforce; describing the object and reading again");
+        result = match ctx.client.describe(&plan.info.name).await {
+            Ok(describe) => {
+                plan = plan.replanned(&describe);
+                // Rows up to the tie-safe point of the failed query are out already.
+                if let (Some(inc), Some(safe)) =
+                    (plan.incremental.as_mut(), progress.tracker.safe())
+                {
+                    inc.lower = inc.lower.max(*safe);
+                }
+                progress.new_query();
+                let head = crate::changes::first_page(&ctx.client, &plan).await;
+                read_stream(ctx, &plan, head, &mut progress).await
+            }
+            Err(e) => Err(failure(e, &plan.name, "describing the object failed")),
+        };
+    }
     let closing = async {
         match result {
             Ok(()) => {
-                let end = plan.incremental.as_ref().map(|i| i.upper);
+                let end = progress
+                    .finish_at
+                    .or(plan.incremental.as_ref().map(|i| i.upper));
                 progress.state(end).await?;
                 tracing::info!(stream = %plan.name, records = progress.total, "stream complete");
                 progress
@@ -220,6 +246,9 @@ pub(crate) async fn run_stream(
                 Ok(Outcome::RateLimited)
             }
             Err(StreamFailure::Failed(err)) => report_failure(&progress, err).await,
+            Err(StreamFailure::InvalidField(err)) => {
+                report_failure(&progress, invalid_field(err, &plan.name)).await
+            }
             Err(StreamFailure::Timeout(err)) => {
                 let what = format!("stream {}: the query timed out", plan.name);
                 report_failure(&progress, client_error(err, &what)).await
@@ -255,6 +284,8 @@ enum StreamFailure {
     /// Salesforce gave up on the query (`QUERY_TIMEOUT`, or a Bulk job failing for time).
     Timeout(salesforce_client::Error),
     Failed(ConnectorError),
+    /// Salesforce does not know a selected field (`INVALID_FIELD`).
+    InvalidField(salesforce_client::Error),
     Closed,
 }
 
@@ -269,6 +300,11 @@ fn failure(err: salesforce_client::Error, stream: &str, what: &str) -> StreamFai
         StreamFailure::RateLimited(err)
     } else if is_query_timeout(&err) {
         StreamFailure::Timeout(err)
+    } else if err
+        .api_error()
+        .is_some_and(|a| a.error_code == "INVALID_FIELD")
+    {
+        StreamFailure::InvalidField(err)
     } else if let Some(fix) = permission_fix(&err) {
         StreamFailure::Failed(
             ConnectorError::config(format!("stream {stream}: {what}: {err}. {fix}"))
@@ -277,6 +313,13 @@ fn failure(err: salesforce_client::Error, stream: &str, what: &str) -> StreamFai
     } else {
         StreamFailure::Failed(client_error(err, &format!("stream {stream}: {what}")))
     }
+}
+
+/// The error for a field Salesforce does not know (after a fresh describe did not help).
+fn invalid_field(err: salesforce_client::Error, stream: &str) -> ConnectorError {
+    let fix = permission_fix(&err).unwrap_or("Refresh the source schema");
+    ConnectorError::config(format!("stream {stream}: the query failed: {err}. {fix}"))
+        .with_source(err)
 }
 
 /// What the user must change for the Salesforce errors that are settings, not faults
@@ -342,16 +385,51 @@ fn bulk_unsupported(err: &salesforce_client::Error) -> bool {
 async fn read_stream(
     ctx: &Ctx,
     plan: &StreamPlan,
+    head: Head,
     progress: &mut Progress<'_>,
 ) -> Result<(), StreamFailure> {
     if plan.info.name == CONTENT_DOCUMENT_LINK {
         tracing::info!(stream = %plan.name, "reading through REST, {PARENT_BATCH} parent ContentDocument ids per query");
         return read_content_document_links(ctx, plan, progress).await;
     }
-    tracing::info!(stream = %plan.name, api = ?plan.api, reason = %plan.api_reason, "reading stream");
+    let head = match head {
+        Head::QueryFailed(err) if err.error_code == "INVALID_FIELD" => {
+            return Err(StreamFailure::InvalidField(salesforce_client::Error::Api {
+                context: "queryAll (in /composite)".to_owned(),
+                source: Box::new(err),
+            }));
+        }
+        other => other,
+    };
     let mut api = plan.api;
+    if !matches!(head, Head::FirstPage(_)) {
+        tracing::info!(stream = %plan.name, api = ?plan.api, reason = %plan.api_reason, "reading stream");
+    }
     let Some(inc) = &plan.incremental else {
-        return match read_range(ctx, plan, &mut api, None, progress).await {
+        let result = match head {
+            Head::FirstPage(first) => {
+                let key = plan.info.primary_key.as_deref().unwrap_or("Id");
+                let last = first
+                    .page
+                    .records
+                    .last()
+                    .and_then(|r| r.get(key))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned);
+                match (continue_rest(ctx, plan, first, progress).await?, last) {
+                    (false, _) => Ok(()),
+                    (true, Some(last)) => {
+                        read_full_refresh_after(ctx, plan, key, &last, progress).await
+                    }
+                    (true, None) => Err(StreamFailure::Failed(ConnectorError::system(format!(
+                        "stream {}: a query page came without {key} values",
+                        plan.name
+                    )))),
+                }
+            }
+            _ => read_range(ctx, plan, &mut api, None, progress).await,
+        };
+        return match result {
             Err(StreamFailure::Timeout(err)) => Err(StreamFailure::Failed(client_error(
                 err,
                 &format!("stream {}: the full-refresh query timed out", plan.name),
@@ -366,6 +444,27 @@ async fn read_stream(
     // One query for the whole range; only a query Salesforce gives up on is split (see
     // `split_window`), resuming from the checkpoint reached.
     let mut windows = std::collections::VecDeque::from([(inc.lower, inc.upper)]);
+    match head {
+        // Anything else is worth the stream's own attempt (with the client's retries).
+        Head::Read | Head::QueryFailed(_) => {}
+        Head::Unchanged { covered } => {
+            tracing::info!(stream = %plan.name, %covered, "Salesforce reports no row changed or deleted since the last sync; nothing to query");
+            progress.finish_at = Some(covered);
+            return Ok(());
+        }
+        Head::FirstPage(first) => {
+            if !continue_rest(ctx, plan, first, progress).await? {
+                return Ok(());
+            }
+            // Every row up to the tie-safe point is out; Bulk reads the rest of the range.
+            let from = progress
+                .tracker
+                .safe()
+                .map_or(inc.lower, |safe| (*safe).max(inc.lower));
+            windows = std::collections::VecDeque::from([(from, inc.upper)]);
+            api = Api::Bulk;
+        }
+    }
     while let Some((lower, upper)) = windows.pop_front() {
         progress.new_query();
         match read_range(ctx, plan, &mut api, Some((lower, upper)), progress).await {
@@ -375,7 +474,12 @@ async fn read_stream(
                 }
             }
             Err(StreamFailure::Timeout(err)) => {
-                let from = progress.at().map_or(lower, |at| at.max(lower));
+                // Resume where this query's rows are safely out: the tie-safe point, not the
+                // stream checkpoint (that may sit above `lower` by the lookback window).
+                let from = progress
+                    .tracker
+                    .safe()
+                    .map_or(lower, |safe| (*safe).max(lower));
                 let pieces = split_window(from, upper, ctx.step);
                 if pieces.is_empty() {
                     return Err(StreamFailure::Failed(client_error(
@@ -403,6 +507,110 @@ async fn read_stream(
     Ok(())
 }
 
+/// Above this many rows still to read, a Bulk job (create, a few polls, one result page per
+/// [`BULK_PAGE_ROWS`]) costs fewer API calls than REST pages of 2,000 rows.
+const REST_MAX_ROWS: u64 = 10_000;
+
+/// Rows per Bulk result page asked for (`maxRecords`): few, large pages.
+const BULK_PAGE_ROWS: u64 = 250_000;
+
+/// Emits an incremental stream's first REST page (fetched in a batch before the stream started)
+/// and chooses, from the row count Salesforce announced with it, how to read the rest: more
+/// REST pages for a small delta (returns `false` once done), or Bulk for a large one (returns
+/// `true`; the caller reads the range above the tie-safe checkpoint reached).
+async fn continue_rest(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    first: FirstPage,
+    progress: &mut Progress<'_>,
+) -> Result<bool, StreamFailure> {
+    let FirstPage { page, slot } = first;
+    let mut slot = slot;
+    let remaining = page.total_size.saturating_sub(page.records.len() as u64);
+    let bulk_rest = !page.done && plan.api == Api::Bulk && remaining > REST_MAX_ROWS;
+    tracing::info!(
+        stream = %plan.name,
+        expected_rows = page.total_size,
+        api = if bulk_rest { "Bulk" } else { "REST" },
+        reason = if bulk_rest {
+            "many rows: a Bulk job costs fewer API calls than REST pages"
+        } else if plan.api == Api::Rest {
+            plan.api_reason.as_str()
+        } else {
+            "few rows: REST pages cost fewer API calls than a Bulk job"
+        },
+        "reading stream"
+    );
+    let rest_plan = RestPlan::new(plan.emit.clone());
+    let cursor = plan.incremental.as_ref().map(|i| i.cursor.clone());
+    let mut page = page;
+    loop {
+        let next = if page.done {
+            None
+        } else {
+            match page.next_records_url.take() {
+                Some(url) => Some(url),
+                None => {
+                    return Err(StreamFailure::Failed(ConnectorError::system(format!(
+                        "stream {}: Salesforce answered a query page with done=false but no nextRecordsUrl",
+                        plan.name
+                    ))));
+                }
+            }
+        };
+        for record in std::mem::take(&mut page.records) {
+            emit_rest(progress, &rest_plan, cursor.as_deref(), record).await?;
+        }
+        // The batch may fetch another first page in its place.
+        drop(slot.take());
+        progress.state(None).await?;
+        if bulk_rest {
+            return Ok(true);
+        }
+        let Some(url) = next else {
+            return Ok(false);
+        };
+        page = ctx
+            .client
+            .query_more(&url, QueryOptions::query_all())
+            .await
+            .map_err(|e| failure(e, &plan.name, "REST query failed"))?;
+    }
+}
+
+/// Reads the rest of a full refresh whose first REST page (ordered by `key`, ending at `last`)
+/// is out: one Bulk job over `key > last`, or REST pages when Bulk cannot serve the object.
+async fn read_full_refresh_after(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    key: &str,
+    last: &str,
+    progress: &mut Progress<'_>,
+) -> Result<(), StreamFailure> {
+    let soql = plan.soql_after_key(Api::Bulk, key, last);
+    match read_bulk(ctx, plan, soql, progress).await {
+        Ok(()) => Ok(()),
+        Err(BulkFailure::Other(f)) => Err(f),
+        Err(BulkFailure::Unsupported(err)) => {
+            tracing::warn!(stream = %plan.name, error = %err, "Bulk API cannot read this object; reading the rest through REST instead");
+            let soql = plan.soql_after_key(Api::Rest, key, last);
+            let rest_plan = RestPlan::new(plan.emit.clone());
+            let pages = ctx
+                .client
+                .query_pages::<Map<String, Value>>(&soql, QueryOptions::query_all());
+            futures::pin_mut!(pages);
+            while let Some(page) = pages.next().await {
+                let page = page.map_err(|e| failure(e, &plan.name, "REST query failed"))?;
+                for record in page.records {
+                    emit_rest(progress, &rest_plan, None, record).await?;
+                }
+                progress.state(None).await?;
+            }
+            Ok(())
+        }
+    }
+}
+
 /// Reads one query (the whole stream, or one window of an incremental stream) with `api`,
 /// switching `api` to REST for good when Bulk API cannot serve the object.
 async fn read_range(
@@ -414,15 +622,17 @@ async fn read_range(
 ) -> Result<(), StreamFailure> {
     match *api {
         Api::Rest => read_rest(ctx, plan, window, progress).await,
-        Api::Bulk => match read_bulk(ctx, plan, window, progress).await {
-            Err(BulkFailure::Unsupported(err)) => {
-                tracing::warn!(stream = %plan.name, error = %err, "Bulk API cannot read this object; reading it through REST instead");
-                *api = Api::Rest;
-                read_rest(ctx, plan, window, progress).await
+        Api::Bulk => {
+            match read_bulk(ctx, plan, plan.soql_window(Api::Bulk, window), progress).await {
+                Err(BulkFailure::Unsupported(err)) => {
+                    tracing::warn!(stream = %plan.name, error = %err, "Bulk API cannot read this object; reading it through REST instead");
+                    *api = Api::Rest;
+                    read_rest(ctx, plan, window, progress).await
+                }
+                Err(BulkFailure::Other(f)) => Err(f),
+                Ok(()) => Ok(()),
             }
-            Err(BulkFailure::Other(f)) => Err(f),
-            Ok(()) => Ok(()),
-        },
+        }
     }
 }
 
@@ -446,11 +656,10 @@ impl From<Closed> for BulkFailure {
 async fn read_bulk(
     ctx: &Ctx,
     plan: &StreamPlan,
-    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    soql: String,
     progress: &mut Progress<'_>,
 ) -> Result<(), BulkFailure> {
     let client = &ctx.client;
-    let soql = plan.soql_window(Api::Bulk, window);
     tracing::debug!(stream = %plan.name, %soql, "Bulk API query");
     let request = QueryJobRequest::new(QueryOperation::QueryAll, soql);
     let job = match client.bulk_query_create(&request).await {
@@ -475,10 +684,8 @@ async fn read_bulk(
     };
     let info = match waited {
         Ok(info) => info,
-        Err(err) if bulk_unsupported(&err) => {
-            delete_job(client, &job.id).await;
-            return Err(BulkFailure::Unsupported(err));
-        }
+        // A failed job stores no results: deleting it would only spend a call.
+        Err(err) if bulk_unsupported(&err) => return Err(BulkFailure::Unsupported(err)),
         Err(err) => {
             return Err(failure(err, &plan.name, "the Bulk API query job did not complete").into());
         }
@@ -495,9 +702,13 @@ async fn read_bulk(
             .await?;
     }
     let outcome = read_bulk_results(ctx, plan, &job.id, progress).await;
-    // Done or not, the stored results are no longer needed (a resumed run queries again);
-    // a stopped output is the exception: the process is going away.
-    if !matches!(outcome, Err(StreamFailure::Closed)) {
+    // A DELETE is an API call too, so it is spent only where it buys something: a job that
+    // produced rows holds a copy of the org's data on Salesforce's side (readable by job id for
+    // up to 7 days), which we remove once read (a resumed run queries again anyway). A job that
+    // matched no rows stores nothing and is left to Salesforce's 7-day cleanup. A stopped output
+    // is the other exception: the process is going away.
+    let produced_rows = info.number_records_processed.is_none_or(|n| n > 0);
+    if produced_rows && !matches!(outcome, Err(StreamFailure::Closed)) {
         delete_job(client, &job.id).await;
     }
     outcome.map_err(BulkFailure::Other)
@@ -512,7 +723,7 @@ async fn read_bulk_results(
 ) -> Result<(), StreamFailure> {
     let mut results = ctx
         .client
-        .bulk_query_results(job_id, ColumnDelimiter::Comma, None)
+        .bulk_query_results(job_id, ColumnDelimiter::Comma, Some(BULK_PAGE_ROWS))
         .map_err(|e| failure(e, &plan.name, "reading Bulk API results failed"))?;
     let components = plan.components();
     let cursor = plan.incremental.as_ref().map(|i| i.cursor.as_str());
@@ -883,6 +1094,11 @@ mod tests {
                     assert_eq!(e.failure_type(), airbyte_protocol::FailureType::ConfigError);
                     assert!(e.message().contains(fix), "{}", e.message());
                 }
+                StreamFailure::InvalidField(err) => {
+                    let e = invalid_field(err, "Foo");
+                    assert_eq!(e.failure_type(), airbyte_protocol::FailureType::ConfigError);
+                    assert!(e.message().contains(fix), "{}", e.message());
+                }
                 other => panic!("{other:?}"),
             }
         }
@@ -1025,6 +1241,7 @@ mod chunk_tests {
                     tracker: CheckpointTracker::new(),
                     bad_cursor_logged: false,
                     hold: false,
+                    finish_at: None,
                 };
                 let result = if chunked {
                     // Split the SELECT list in three, each with Id first, as split_select would.
@@ -1094,7 +1311,7 @@ mod chunk_tests {
             heartbeat: std::time::Duration::from_millis(250),
         };
         let (tx, rx) = mpsc::channel(10_000);
-        let outcome = run_stream(&ctx, plan, &tx).await;
+        let outcome = run_stream(&ctx, plan, Head::Read, &tx).await;
         assert!(matches!(outcome, Outcome::Complete), "{outcome:?}");
         drop(tx);
         let messages = collect(rx).await;
@@ -1108,5 +1325,85 @@ mod chunk_tests {
             .filter(|m| matches!(m, AirbyteMessage::State { .. }))
             .count();
         assert!(beats >= 2, "{beats} heartbeat states");
+    }
+
+    /// A full read of a large object costs a handful of calls: one REST page (its row count
+    /// picks Bulk), then one Bulk job for the rest (create, backed-off polls, one result page
+    /// per 250,000 rows, delete). 1 M rows: 4 pages.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_full_read_is_one_bulk_job_with_large_pages() {
+        const ROWS: u64 = 1_000_000;
+        let org = salesforce_emulator::spawn(salesforce_emulator::Config {
+            default_rows: 1,
+            extra_custom_objects: 1,
+            deleted_per_mille: 0,
+            rows: [("Bench01__c".to_owned(), ROWS)].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let raw = json!({"client_id": "emulator-client-id", "client_secret": "emulator-client-secret",
+                         "refresh_token": "emulator-refresh-token", "login_url": org.base_url,
+                         "start_date": "2015-01-01"});
+        let config = Config::from_raw(
+            RawConfig::from_json(raw.as_object().unwrap()).unwrap(),
+            Utc::now(),
+        )
+        .unwrap();
+        let client = build_client(&config, &Rotation::new(JsonObject::new())).unwrap();
+        let describe = client.describe("Bench01__c").await.unwrap();
+        let configured: ConfiguredAirbyteStream = serde_json::from_value(json!({
+            "stream": {"name": "Bench01__c", "json_schema": {"type": "object", "properties": {}},
+                       "supported_sync_modes": ["full_refresh", "incremental"]},
+            "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"
+        }))
+        .unwrap();
+        let plan = plan_stream(&configured, &describe, &config, None, Utc::now()).unwrap();
+        let ctx = Ctx {
+            client,
+            preserve_na: false,
+            step: config.stream_slice_step,
+            heartbeat: HEARTBEAT,
+        };
+        let before = salesforce_emulator::state::lock(&org.state.counters).total;
+        let (tx, mut rx) = mpsc::channel(10_000);
+        let counter = tokio::spawn(async move {
+            let mut records = 0u64;
+            while let Some(m) = rx.recv().await {
+                if matches!(m, AirbyteMessage::Record { .. }) {
+                    records += 1;
+                }
+            }
+            records
+        });
+        // As `read` does: the first page in a batch, then the rest by the count it announces.
+        let head =
+            crate::changes::prepare_all(&ctx.client, std::slice::from_ref(&plan), Utc::now())
+                .await
+                .pop()
+                .unwrap();
+        assert!(matches!(head, Head::FirstPage(_)), "{head:?}");
+        let outcome = run_stream(&ctx, plan, head, &tx).await;
+        assert!(matches!(outcome, Outcome::Complete), "{outcome:?}");
+        drop(tx);
+        assert_eq!(counter.await.unwrap(), ROWS);
+        let counters = salesforce_emulator::state::lock(&org.state.counters).clone();
+        let calls = counters.total - before;
+        let pages = counters
+            .by_endpoint
+            .get("GET /services/data/{version}/jobs/query/{job}/results")
+            .copied();
+        assert_eq!(
+            pages,
+            Some((ROWS - 2_000).div_ceil(BULK_PAGE_ROWS)),
+            "{counters:?}"
+        );
+        eprintln!(
+            "full read of {ROWS} rows: {calls} calls {:?}",
+            counters.by_endpoint
+        );
+        // composite (first page), create, polls (backed off; their number follows the machine's
+        // speed), 4 result pages, delete. The target is 30.
+        assert!(calls <= 14, "{calls} calls: {counters:?}");
     }
 }

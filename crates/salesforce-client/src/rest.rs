@@ -21,6 +21,77 @@ use crate::usage::Limits;
 /// Largest number of subrequests in one `/composite` request.
 pub const COMPOSITE_MAX_SUBREQUESTS: usize = 25;
 
+/// Largest number of query operations (query, queryAll, query-more) in one `/composite` request.
+pub const COMPOSITE_MAX_QUERIES: usize = 5;
+
+/// One GET subrequest of a `/composite` call (see [`Client::composite`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CompositeGet {
+    /// `query` / `queryAll` (first page): a query operation (at most 5 per call).
+    Query {
+        /// The SOQL statement.
+        soql: String,
+        /// `queryAll` (soft-deleted rows included) instead of `query`.
+        include_deleted: bool,
+    },
+    /// getUpdated over `[start, end]` (an sObject resource, not a query).
+    Updated {
+        /// Object API name.
+        object: String,
+        /// Window start (seconds are ignored by Salesforce).
+        start: DateTime<Utc>,
+        /// Window end.
+        end: DateTime<Utc>,
+    },
+    /// getDeleted over `[start, end]` (an sObject resource, not a query).
+    Deleted {
+        /// Object API name.
+        object: String,
+        /// Window start.
+        start: DateTime<Utc>,
+        /// Window end.
+        end: DateTime<Utc>,
+    },
+}
+
+impl CompositeGet {
+    /// Whether Salesforce counts this subrequest toward the 5 queries of a composite call.
+    pub fn is_query(&self) -> bool {
+        matches!(self, Self::Query { .. })
+    }
+
+    fn path(&self) -> Result<String> {
+        let window = |start: &DateTime<Utc>, end: &DateTime<Utc>| {
+            url::form_urlencoded::Serializer::new(String::new())
+                .append_pair("start", &iso(*start))
+                .append_pair("end", &iso(*end))
+                .finish()
+        };
+        Ok(match self {
+            Self::Query {
+                soql,
+                include_deleted,
+            } => {
+                let q: String = url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("q", soql)
+                    .finish();
+                let resource = if *include_deleted {
+                    "queryAll"
+                } else {
+                    "query"
+                };
+                format!("{resource}/?{q}")
+            }
+            Self::Updated { object, start, end } => {
+                format!("{}/updated/?{}", object_path(object)?, window(start, end))
+            }
+            Self::Deleted { object, start, end } => {
+                format!("{}/deleted/?{}", object_path(object)?, window(start, end))
+            }
+        })
+    }
+}
+
 /// One entry of the versions list (`GET /services/data/`).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 pub struct VersionInfo {
@@ -391,6 +462,28 @@ impl Client {
         let paths = objects
             .iter()
             .map(|o| Ok(format!("{}/describe", object_path(o)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.composite_get(&paths).await
+    }
+
+    /// Runs up to 25 GET subrequests, at most 5 of them queries, in ONE `/composite` call (one
+    /// API call). Results (JSON bodies) are in input order; a failed subrequest gives its own
+    /// [`ApiError`] without failing the others.
+    pub async fn composite(
+        &self,
+        requests: &[CompositeGet],
+    ) -> Result<Vec<std::result::Result<serde_json::Value, ApiError>>> {
+        let queries = requests.iter().filter(|r| r.is_query()).count();
+        if requests.len() > COMPOSITE_MAX_SUBREQUESTS || queries > COMPOSITE_MAX_QUERIES {
+            return Err(Error::Config(ConfigError::OutOfRange {
+                field: "composite subrequests",
+                value: format!("{} ({queries} queries)", requests.len()),
+                expected: "at most 25 subrequests, at most 5 of them queries",
+            }));
+        }
+        let paths = requests
+            .iter()
+            .map(CompositeGet::path)
             .collect::<Result<Vec<_>>>()?;
         self.composite_get(&paths).await
     }

@@ -8,6 +8,7 @@ use chrono::{Duration as ChronoDuration, Utc};
 use csv::ByteRecord;
 use futures::TryStreamExt;
 use salesforce_client::bulk::ColumnDelimiter;
+use salesforce_client::rest::CompositeGet;
 use salesforce_client::{
     Error, IngestJobRequest, IngestOperation, IngestResultKind, JobState, QueryJobRequest,
     QueryOperation, QueryOptions, QueryPage,
@@ -59,6 +60,8 @@ conformance!(
     bulk_ingest_roundtrip,
     bulk_ingest_abort,
     bulk_query_pages_one_at_a_time,
+    composite_mixes_queries_and_replication_in_one_call,
+    composite_refuses_a_sixth_query,
 );
 
 async fn authenticates_and_lists_versions(b: &Backend) {
@@ -508,4 +511,72 @@ async fn bulk_query_pages_one_at_a_time(b: &Backend) {
     assert_eq!(seen, total);
     assert_eq!(results.pages_read(), total.div_ceil(page_size).max(1));
     results.delete_job().await.unwrap();
+}
+
+async fn composite_mixes_queries_and_replication_in_one_call(b: &Backend) {
+    let end = Utc::now();
+    let start = end - ChronoDuration::days(10);
+    let calls = b.client.usage().calls_made;
+    let before = b.emulator_calls().await;
+    let requests = vec![
+        CompositeGet::Query {
+            soql: "SELECT Id, Name FROM Account WHERE Name != 'a+b' ORDER BY Id".into(),
+            include_deleted: true,
+        },
+        CompositeGet::Updated {
+            object: "Account".into(),
+            start,
+            end,
+        },
+        CompositeGet::Deleted {
+            object: "Account".into(),
+            start,
+            end,
+        },
+        CompositeGet::Query {
+            soql: "SELECT Id FROM NoSuchObject__c".into(),
+            include_deleted: false,
+        },
+    ];
+    let out = b.client.composite(&requests).await.unwrap();
+    assert_eq!(b.client.usage().calls_made - calls, 1);
+    if let (Some(before), Some(after)) = (before, b.emulator_calls().await) {
+        assert_eq!(after - before, 1, "a /composite request counts as one call");
+    }
+    assert_eq!(out.len(), 4);
+    let page: QueryPage<Value> = serde_json::from_value(out[0].clone().unwrap()).unwrap();
+    let direct: QueryPage<Value> = b
+        .client
+        .query_page(
+            "SELECT Id, Name FROM Account WHERE Name != 'a+b' ORDER BY Id",
+            QueryOptions::query_all(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.total_size, direct.total_size);
+    assert_eq!(page.records, direct.records);
+    let updated = b.client.get_updated("Account", start, end).await.unwrap();
+    assert_eq!(
+        out[1].as_ref().unwrap()["ids"],
+        serde_json::json!(updated.ids)
+    );
+    assert!(out[2].as_ref().unwrap()["latestDateCovered"].is_string());
+    let err = out[3].as_ref().unwrap_err();
+    assert_eq!(err.status, 400);
+    assert_eq!(err.error_code, "INVALID_TYPE");
+}
+
+async fn composite_refuses_a_sixth_query(b: &Backend) {
+    let q = CompositeGet::Query {
+        soql: "SELECT Id FROM Account".into(),
+        include_deleted: false,
+    };
+    let calls = b.client.usage().calls_made;
+    let err = b.client.composite(&vec![q; 6]).await.unwrap_err();
+    assert!(matches!(err, Error::Config(_)), "{err:?}");
+    assert_eq!(
+        b.client.usage().calls_made,
+        calls,
+        "refused before any call"
+    );
 }
