@@ -325,7 +325,7 @@ async fn soql(base: &str, token: &str, query: &str) -> Value {
 // ---------------------------------------------------------------------------------------------
 
 fn source_args(base: &str, cache_dir: &std::path::Path, reads: u32) -> Vec<String> {
-    let source = testkit::workspace_bin("source-salesforce");
+    let source = testkit::capturing_bin("source-salesforce");
     let streams: Vec<&str> = SOURCE_ROWS.iter().map(|(o, _)| *o).collect();
     vec![
         "--emulator-url".into(),
@@ -633,7 +633,7 @@ async fn destination_upserts(via: &str) {
         "records": records,
     }]}));
 
-    let destination = testkit::workspace_bin("destination-salesforce");
+    let destination = testkit::capturing_bin("destination-salesforce");
     let out = run_driver(
         "destination_write.py",
         &[
@@ -754,7 +754,7 @@ async fn destination_upserts_records_replayed_from_a_cache() {
 async fn wrong_secret_fails_check(script: &str, binary_flag: &str, binary: &str) {
     const WRONG_SECRET: &str = "not-the-secret-5f1c9e";
     let emu = start_emulator(&[("Account", 5)]).await;
-    let bin = testkit::workspace_bin(binary);
+    let bin = testkit::capturing_bin(binary);
     let failure = run_driver_outcome(
         script,
         &[

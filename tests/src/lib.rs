@@ -334,6 +334,47 @@ pub fn require_env(var: &str, how: &str) -> String {
     }
 }
 
+/// A stand-in for the workspace binary `name` that runs it unchanged (same arguments, stdin,
+/// stderr and exit code) while copying every stdout line into the capture dir, so a connector
+/// run driven by another program (PyAirbyte's `local_executable`) is schema-checked like the
+/// runs of [`run_connector`]. The script lives in a per-process temp dir.
+pub fn capturing_bin(name: &str) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let bin = workspace_bin(name);
+    let dir = std::env::temp_dir().join(format!("testkit-wrappers-{}", std::process::id()));
+    fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("cannot create {}: {e}", dir.display()));
+    let capture = capture_dir();
+    fs::create_dir_all(&capture)
+        .unwrap_or_else(|e| panic!("cannot create capture dir {}: {e}", capture.display()));
+    let script = format!(
+        "#!/usr/bin/env bash\n\
+         # Runs {name}, copying its stdout into the protocol capture dir.\n\
+         set -o pipefail\n\
+         out={capture}/{name}-wrapped-$$-$RANDOM.jsonl\n\
+         {bin} \"$@\" | tee -a \"$out\"\n\
+         exit ${{PIPESTATUS[0]}}\n",
+        capture = shell_quote(&capture.display().to_string()),
+        bin = shell_quote(&bin.display().to_string()),
+    );
+    // Written aside and renamed into place: another test of this process may be executing the
+    // script right now, and writing into a running executable fails (ETXTBSY).
+    let path = dir.join(name);
+    let staged = dir.join(format!(
+        ".{name}-{}",
+        RUN_COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    fs::write(&staged, script).unwrap_or_else(|e| panic!("cannot write {}: {e}", staged.display()));
+    fs::set_permissions(&staged, fs::Permissions::from_mode(0o755))
+        .unwrap_or_else(|e| panic!("cannot chmod {}: {e}", staged.display()));
+    fs::rename(&staged, &path)
+        .unwrap_or_else(|e| panic!("cannot move {} into place: {e}", path.display()));
+    path
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
