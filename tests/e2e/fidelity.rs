@@ -2093,6 +2093,52 @@ async fn reference_logs_in_again_after_invalid_session() {
     );
 }
 
+/// The Bulk requesters refresh the token on their own path (anchors §3.1, §6): a 401 on a job
+/// status poll must be survived the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reference_bulk_logs_in_again_after_invalid_session() {
+    let emu = start_emulator().await;
+    // API calls: describe global, describe Opportunity, job create, first status poll (401).
+    let run = read_with_faults(
+        &emu.base_url,
+        "Opportunity",
+        json!({"script": [200, 200, 200, 401]}),
+    )
+    .await;
+    run.assert_clean_except(|e| e.status() == Some(401));
+    let expired: Vec<_> = run
+        .traffic
+        .iter()
+        .filter(|e| e.status() == Some(401))
+        .collect();
+    // The 401 expires the token for good, so every retry before the reference's next allowed
+    // login (it skips logins within 10 s of the last one) is a 401 too.
+    assert!(
+        !expired.is_empty() && expired.iter().all(|e| e.path().contains("/jobs/query/")),
+        "{}",
+        run.report()
+    );
+    let body = expired[0].json().unwrap_or(Value::Null);
+    assert_eq!(
+        body[0]["errorCode"],
+        "INVALID_SESSION_ID",
+        "{}",
+        run.report()
+    );
+    assert!(
+        run.exchanges("POST", "/services/oauth2/token").len() >= 2,
+        "no second login{}",
+        run.report()
+    );
+    assert_bulk_path(&run, "Opportunity");
+    assert_eq!(
+        run.records("Opportunity").len() as u64,
+        rows_of("Opportunity"),
+        "{}",
+        run.report()
+    );
+}
+
 /// 503s are retried (anchors §6) and the Bulk read completes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reference_retries_server_unavailable() {

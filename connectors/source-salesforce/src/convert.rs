@@ -15,10 +15,17 @@
 //!
 //! A value that does not parse as its declared type (a number column holding `abc`) is kept as
 //! its text rather than dropped.
+//!
+//! The Bulk path is the hot loop: [`CsvPlan::write_data`] writes a row's data object straight
+//! into an output buffer as JSON, with every key pre-serialised when the plan is built and no
+//! `serde_json::Value` per row. It prints exactly what serialising [`CsvPlan::convert`] prints
+//! (a test pins that), which stays the reference implementation.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use csv::ByteRecord;
 use serde_json::{Map, Number, Value};
+
+use airbyte_protocol::writer::{write_i64, write_json_str};
 
 use crate::discovery::{FieldKind, component_key};
 
@@ -171,6 +178,73 @@ pub struct CsvPlan {
     columns: Vec<Column>,
     compounds: Vec<String>,
     preserve_na: bool,
+    fast: FastPlan,
+}
+
+/// What [`CsvPlan::write_data`] needs, serialised once: `"Key":` prefixes and which columns
+/// make up each compound.
+#[derive(Debug, Clone)]
+struct FastPlan {
+    /// Whether the direct writer applies. It does not when a key would repeat in one object
+    /// (a header naming a column twice): a map keeps the last value at the first position, which
+    /// the writer leaves to [`CsvPlan::convert`].
+    exact: bool,
+    /// Per column: `"Name":` when the column is emitted.
+    keys: Vec<Option<Box<[u8]>>>,
+    /// Per column: `"key":` inside its compound, when it is a component.
+    component_keys: Vec<Option<Box<[u8]>>>,
+    /// Per compound: `"Name":` and its component columns in header order.
+    compounds: Vec<(Box<[u8]>, Vec<usize>)>,
+}
+
+impl FastPlan {
+    fn new(columns: &[Column], compounds: &[String]) -> Self {
+        fn key(name: &str) -> Box<[u8]> {
+            let mut k = Vec::with_capacity(name.len() + 3);
+            write_json_str(&mut k, name);
+            k.push(b':');
+            k.into_boxed_slice()
+        }
+        let mut names: Vec<&str> = columns
+            .iter()
+            .filter_map(|c| c.emit.as_ref().map(|(n, _)| n.as_str()))
+            .chain(compounds.iter().map(String::as_str))
+            .collect();
+        let top_level = names.len();
+        names.sort_unstable();
+        names.dedup();
+        let mut parts: Vec<(usize, &str)> = columns
+            .iter()
+            .filter_map(|c| c.component.map(|(i, k, _)| (i, k)))
+            .collect();
+        let component_count = parts.len();
+        parts.sort_unstable();
+        parts.dedup();
+        Self {
+            exact: names.len() == top_level && parts.len() == component_count,
+            keys: columns
+                .iter()
+                .map(|c| c.emit.as_ref().map(|(n, _)| key(n)))
+                .collect(),
+            component_keys: columns
+                .iter()
+                .map(|c| c.component.map(|(_, k, _)| key(k)))
+                .collect(),
+            compounds: compounds
+                .iter()
+                .enumerate()
+                .map(|(index, name)| {
+                    let members = columns
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, c)| c.component.is_some_and(|(i, _, _)| i == index))
+                        .map(|(at, _)| at)
+                        .collect();
+                    (key(name), members)
+                })
+                .collect(),
+        }
+    }
 }
 
 impl CsvPlan {
@@ -214,11 +288,82 @@ impl CsvPlan {
                 }
             })
             .collect();
+        let fast = FastPlan::new(&columns, &compounds);
         Self {
             columns,
             compounds,
             preserve_na,
+            fast,
         }
+    }
+
+    /// Writes one row's data object as JSON to `out`: the same bytes as serialising
+    /// [`CsvPlan::convert`]'s map, without building it.
+    pub fn write_data(&self, row: &ByteRecord, out: &mut Vec<u8>) {
+        if !self.fast.exact {
+            let data = Value::Object(self.convert(row));
+            // `Value`'s Display is its compact JSON, which cannot fail.
+            out.extend_from_slice(data.to_string().as_bytes());
+            return;
+        }
+        out.push(b'{');
+        let mut first = true;
+        let mut comma = |out: &mut Vec<u8>| {
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
+        };
+        for ((column, key), raw) in self.columns.iter().zip(&self.fast.keys).zip(row.iter()) {
+            let (Some((_, kind)), Some(key)) = (&column.emit, key) else {
+                continue;
+            };
+            let text = cell_text(raw);
+            if self.is_null(&text) {
+                continue;
+            }
+            comma(out);
+            out.extend_from_slice(key);
+            write_typed(out, &text, *kind);
+        }
+        for (key, members) in &self.fast.compounds {
+            let present = |at: usize| {
+                row.get(at)
+                    .map(cell_text)
+                    .filter(|text| !self.is_null(text))
+            };
+            if !members.iter().any(|&at| present(at).is_some()) {
+                continue;
+            }
+            comma(out);
+            out.extend_from_slice(key);
+            out.push(b'{');
+            // Like `convert`: the present components in header order, then the null ones.
+            let mut inner_first = true;
+            for with_value in [true, false] {
+                for &at in members {
+                    let (Some(Some((_, _, kind))), Some(Some(part))) = (
+                        self.columns.get(at).map(|c| c.component),
+                        self.fast.component_keys.get(at),
+                    ) else {
+                        continue;
+                    };
+                    let value = present(at);
+                    if value.is_some() != with_value {
+                        continue;
+                    }
+                    if !std::mem::take(&mut inner_first) {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(part);
+                    match value {
+                        Some(text) => write_typed(out, &text, kind),
+                        None => out.extend_from_slice(b"null"),
+                    }
+                }
+            }
+            out.push(b'}');
+        }
+        out.push(b'}');
     }
 
     /// Whether a cell is null: empty, or an NA token when NA values are not preserved.
@@ -264,6 +409,80 @@ impl CsvPlan {
         }
         out
     }
+}
+
+/// Writes [`typed_from_text`]'s value as JSON.
+fn write_typed(out: &mut Vec<u8>, text: &str, kind: FieldKind) {
+    match kind {
+        FieldKind::DateTime => {
+            if is_canonical_timestamp(text.as_bytes()) {
+                // Already `YYYY-MM-DDTHH:MM:SS.mmmZ` and a real instant: it formats to itself,
+                // and holds nothing to escape.
+                out.push(b'"');
+                out.extend_from_slice(text.as_bytes());
+                out.push(b'"');
+            } else {
+                match parse_timestamp(text) {
+                    Some(ts) => write_json_str(out, &format_timestamp(ts)),
+                    None => write_json_str(out, text),
+                }
+            }
+        }
+        FieldKind::Number => write_number(out, number_from_text(text), text),
+        FieldKind::Integer => write_number(out, integer_from_text(text), text),
+        FieldKind::Boolean => match bool_from_text(text) {
+            Some(true) => out.extend_from_slice(b"true"),
+            Some(false) => out.extend_from_slice(b"false"),
+            None => write_json_str(out, text),
+        },
+        FieldKind::String
+        | FieldKind::Date
+        | FieldKind::Base64
+        | FieldKind::Address
+        | FieldKind::Location => write_json_str(out, text),
+    }
+}
+
+/// Writes a parsed number as serde_json prints it, or the text when it did not parse.
+fn write_number(out: &mut Vec<u8>, number: Option<Number>, text: &str) {
+    match number {
+        Some(n) => match n.as_i64() {
+            Some(i) => write_i64(out, i),
+            // A finite float (or a u64): `Number`'s Display is its JSON form.
+            None => out.extend_from_slice(n.to_string().as_bytes()),
+        },
+        None => write_json_str(out, text),
+    }
+}
+
+/// Whether `t` is `YYYY-MM-DDTHH:MM:SS.mmmZ` naming a valid instant (years 1-9999, no leap
+/// second), i.e. text that [`parse_timestamp`] + [`format_timestamp`] return unchanged.
+fn is_canonical_timestamp(t: &[u8]) -> bool {
+    const SHAPE: &[u8; 24] = b"0000-00-00T00:00:00.000Z";
+    if t.len() != SHAPE.len() {
+        return false;
+    }
+    for (&c, &s) in t.iter().zip(SHAPE) {
+        let ok = if s == b'0' { c.is_ascii_digit() } else { c == s };
+        if !ok {
+            return false;
+        }
+    }
+    let num = |a: usize, b: usize| {
+        t[a..b]
+            .iter()
+            .fold(0u32, |n, d| n * 10 + u32::from(d - b'0'))
+    };
+    let (year, month, day) = (num(0, 4), num(5, 7), num(8, 10));
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return false,
+    };
+    year >= 1 && (1..=days).contains(&day) && num(11, 13) < 24 && num(14, 16) < 60 && num(17, 19) < 60
 }
 
 /// A CSV cell as text: invalid UTF-8 replaced, NUL bytes removed (Airbyte issue 8300).

@@ -10,7 +10,8 @@
 //!   `emitted_at` from a [`Clock`] ([`clock`]);
 //! - [`codec`]: [`MessageReader`], NDJSON framing of an input stream with line-numbered errors;
 //! - [`writer`]: [`MessageWriter`], the one buffered stdout writer (flushed at checkpoints and on
-//!   every non-RECORD message), with broken pipes as their own error;
+//!   every non-RECORD message), with broken pipes as their own error, and [`RecordFrame`] for
+//!   sources that serialise RECORD lines themselves in their hot loop;
 //! - [`files`]: loading `--config`, `--catalog` and `--state` with errors that name the file;
 //! - [`secrets`]: the config values marked `airbyte_secret`, to scrub them from output;
 //! - [`connector`]: the [`Connector`] trait the binaries implement and [`ConnectorError`];
@@ -39,7 +40,7 @@ pub use files::{FileArg, FileError, InputState};
 pub use message::AirbyteMessage;
 pub use secrets::Secrets;
 pub use types::*;
-pub use writer::{MessageWriter, Output, WriteError};
+pub use writer::{MessageWriter, Output, RecordFrame, WriteError};
 
 /// Any error of this crate.
 #[derive(Debug, thiserror::Error)]

@@ -76,7 +76,7 @@ pub use bulk_query::{QueryJobRequest, QueryOperation, QueryResults};
 pub use client::Client;
 pub use config::{ApiVersion, ClientBuilder, ConfigError, Credentials};
 pub use error::{ApiError, BulkJobError, Error, ErrorClass, Result};
-pub use rest::{QueryOptions, QueryPage};
+pub use rest::{CompositeGet, QueryOptions, QueryPage};
 pub use retry::{Backoff, BackoffConfig, RetryConfig};
 pub use secret::Secret;
 pub use usage::{ApiUsage, Budget, Limits, UsageTracker};

@@ -235,6 +235,9 @@ pub struct Config {
     pub switches: Switches,
     /// Initial faults.
     pub faults: Faults,
+    /// Generated custom objects `Bench01__c`.. added to the org (benchmarks with many objects;
+    /// see `schema::bench_object`). Their row counts follow `rows` / `default_rows`.
+    pub extra_custom_objects: u32,
 }
 
 impl Default for Config {
@@ -253,6 +256,7 @@ impl Default for Config {
             latest_api_version: 64,
             switches: Switches::default(),
             faults: Faults::default(),
+            extra_custom_objects: 0,
         }
     }
 }

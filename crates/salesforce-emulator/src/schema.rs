@@ -750,6 +750,66 @@ impl Schema {
     pub fn standard() -> Schema {
         Schema::new(catalog())
     }
+
+    /// The standard org plus `extra` generated custom objects `Bench01__c`, `Bench02__c`, ...
+    /// (see [`bench_object`]), appended after the standard objects in describe-global order.
+    /// At most [`MAX_EXTRA_OBJECTS`] are added.
+    pub fn with_extra_objects(extra: u32) -> Schema {
+        let mut objects = catalog();
+        objects.extend((1..=extra.min(MAX_EXTRA_OBJECTS)).map(bench_object));
+        Schema::new(objects)
+    }
+}
+
+/// Most generated custom objects [`Schema::with_extra_objects`] adds (key prefixes `b01`..`bZZ`).
+pub const MAX_EXTRA_OBJECTS: u32 = 36 * 36 - 1;
+
+/// Generated custom object number `n` (1-based): `Bench01__c` (`Bench100__c` from 100 on), key
+/// prefix `b` + two base-36 digits of `n`, audit fields with `SystemModstamp`, and a handful of
+/// typed custom fields (name, currency, double, boolean, picklist, date, datetime, textarea and a
+/// lookup to `Account`).
+pub fn bench_object(n: u32) -> ObjectDef {
+    const DIGITS: &[u8; 36] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    let hi = DIGITS[((n / 36) % 36) as usize] as char;
+    let lo = DIGITS[(n % 36) as usize] as char;
+    let prefix = format!("b{hi}{lo}");
+    let name = format!("Bench{n:02}__c");
+    let label = format!("Bench {n:02}");
+    ObjectDef::new(&name, &prefix, &label, &format!("{label}s"))
+        .audit(true)
+        .f(owner())
+        .f(s("Name").gen_(Gen::Name("Bench")).name_field().len(80))
+        .f(FieldDef::new("Account__c", FieldType::Reference)
+            .gen_(Gen::Ref)
+            .nulls(10)
+            .refs(
+                &["Account"],
+                "Account__r",
+                Some(&format!("{}s__r", &name[..name.len() - 3])),
+            ))
+        .f(FieldDef::new("Amount__c", FieldType::Currency)
+            .gen_(Gen::Num(1.0, 50_000.0))
+            .nulls(5)
+            .num(16, 2))
+        .f(FieldDef::new("Quantity__c", FieldType::Double)
+            .gen_(Gen::Num(0.0, 1000.0))
+            .nulls(10)
+            .num(18, 2))
+        .f(FieldDef::new("Active__c", FieldType::Boolean).gen_(Gen::Bool(60)))
+        .f(FieldDef::new("Stage__c", FieldType::Picklist)
+            .gen_(Gen::Pick)
+            .nulls(10)
+            .picks(&["New", "Working", "Done"]))
+        .f(FieldDef::new("Due_Date__c", FieldType::Date)
+            .gen_(Gen::Date)
+            .nulls(20))
+        .f(FieldDef::new("Checked_At__c", FieldType::DateTime)
+            .gen_(Gen::DateTime)
+            .nulls(30))
+        .f(FieldDef::new("Notes__c", FieldType::Textarea)
+            .gen_(Gen::Words(8))
+            .nulls(30)
+            .len(32768))
 }
 
 fn s(name: &str) -> FieldDef {
@@ -1364,5 +1424,24 @@ mod tests {
             s.objects.len(),
             "key prefixes must be unique"
         );
+    }
+
+    #[test]
+    fn extra_objects_have_unique_prefixes_and_stamps() {
+        let base = Schema::standard().objects.len();
+        let s = Schema::with_extra_objects(120);
+        assert_eq!(s.objects.len(), base + 120);
+        let b1 = s.object("bench01__c").unwrap();
+        assert!(b1.custom);
+        assert_eq!(b1.key_prefix, "b01");
+        assert_eq!(b1.fields[b1.stamp].name, "SystemModstamp");
+        assert!(s.object("Bench100__c").is_some());
+        assert!(s.object("Bench121__c").is_none());
+        let mut prefixes: Vec<_> = s.objects.iter().map(|o| o.key_prefix.clone()).collect();
+        prefixes.sort();
+        prefixes.dedup();
+        assert_eq!(prefixes.len(), s.objects.len());
+        let capped = Schema::with_extra_objects(u32::MAX);
+        assert_eq!(capped.objects.len(), base + MAX_EXTRA_OBJECTS as usize);
     }
 }

@@ -116,7 +116,7 @@ pub struct EmulatorState {
 impl EmulatorState {
     /// Builds the org and state from a configuration.
     pub fn new(config: Config) -> EmulatorState {
-        let schema = Arc::new(Schema::standard());
+        let schema = Arc::new(Schema::with_extra_objects(config.extra_custom_objects));
         let now = now_ms();
         let end = config
             .data_end_ms

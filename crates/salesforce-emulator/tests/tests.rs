@@ -6,5 +6,7 @@ mod composite;
 mod describe;
 mod determinism;
 mod ingest;
+mod objects;
 mod query;
 mod util;
+mod wire;
