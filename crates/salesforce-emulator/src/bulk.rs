@@ -245,6 +245,7 @@ fn create_job(state: &Arc<EmulatorState>, v: &str, body: &[u8]) -> Result<Arc<Qu
         SoqlOptions {
             fractional_seconds: sw.soql_fractional_seconds,
             now_ms: snap.now,
+            gated_fields: sw.describe_json_masterrecord,
         },
     )
     .map_err(|e| ApiError::new(400, e.code, e.message))?;
@@ -579,12 +580,7 @@ fn produce(
     reset: Option<u64>,
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
 ) {
-    let mut sink = Sink {
-        tx,
-        gz: gzip.then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
-        budget: reset,
-        dead: false,
-    };
+    let mut sink = Sink::new(tx, gzip, reset);
     let mut buf = Vec::with_capacity(CHUNK + 4096);
     if header_too {
         engine::csv_header(&mut buf, &job.exec.query.select, &style);
@@ -676,14 +672,35 @@ fn produce_parallel(
     });
 }
 
-struct Sink {
+/// A streamed response body fed from a blocking producer: a bounded channel of chunks, an
+/// optional gzip encoder (§5.4 / ingest "Use Compression for Ingest Responses") and an optional
+/// byte budget after which the connection is cut (fault `reset_after_bytes`). Shared by Bulk query
+/// results and ingest result CSVs.
+pub(crate) struct Sink {
     tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
     gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
     budget: Option<u64>,
-    dead: bool,
+    /// The client has gone, the connection was cut, or an error was reported.
+    pub(crate) dead: bool,
 }
 
 impl Sink {
+    /// A sink on `tx`, gzip-compressing when `gzip`, cutting the connection after `reset_after`
+    /// body bytes (as sent, i.e. compressed when gzip).
+    pub(crate) fn new(
+        tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+        gzip: bool,
+        reset_after: Option<u64>,
+    ) -> Sink {
+        Sink {
+            tx,
+            gz: gzip
+                .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
+            budget: reset_after,
+            dead: false,
+        }
+    }
+
     fn emit(&mut self, bytes: Vec<u8>) {
         if self.dead || bytes.is_empty() {
             return;
@@ -708,19 +725,26 @@ impl Sink {
         }
     }
 
-    fn send(&mut self, buf: &mut Vec<u8>) {
-        if let Some(gz) = self.gz.as_mut() {
-            let _ = gz.write_all(buf);
-            buf.clear();
-            let out = std::mem::take(gz.get_mut());
-            self.emit(out);
-        } else {
-            let out = std::mem::replace(buf, Vec::with_capacity(CHUNK + 4096));
-            self.emit(out);
-        }
+    /// Sends `buf` (left empty, capacity kept); false once the sink is dead.
+    pub(crate) fn send(&mut self, buf: &mut Vec<u8>) -> bool {
+        let out = match self.gz.as_mut() {
+            Some(gz) => {
+                let written = gz.write_all(buf);
+                buf.clear();
+                let out = std::mem::take(gz.get_mut());
+                if let Err(e) = written {
+                    self.fail(e);
+                }
+                out
+            }
+            None => std::mem::replace(buf, Vec::with_capacity(buf.capacity())),
+        };
+        self.emit(out);
+        !self.dead
     }
 
-    fn send_block(&mut self, mut block: Vec<u8>) {
+    /// Sends a whole rendered block.
+    pub(crate) fn send_block(&mut self, mut block: Vec<u8>) {
         if self.gz.is_some() {
             self.send(&mut block);
         } else {
@@ -728,11 +752,23 @@ impl Sink {
         }
     }
 
-    fn finish(&mut self) {
-        if let Some(gz) = self.gz.take()
-            && let Ok(rest) = gz.finish()
-        {
-            self.emit(rest);
+    /// Flushes the gzip trailer.
+    pub(crate) fn finish(&mut self) {
+        if let Some(gz) = self.gz.take() {
+            match gz.finish() {
+                Ok(rest) => self.emit(rest),
+                Err(e) => self.fail(e),
+            }
+        }
+    }
+
+    /// Ends the body with an error (the client sees a broken transfer, not a short success).
+    pub(crate) fn fail(&mut self, e: impl std::fmt::Display) {
+        if !self.dead {
+            let _ = self
+                .tx
+                .blocking_send(Err(std::io::Error::other(e.to_string())));
+            self.dead = true;
         }
     }
 }

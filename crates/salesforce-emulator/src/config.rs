@@ -77,6 +77,19 @@ pub enum ResultPagesKeys {
     ResultLink,
 }
 
+/// Accepted header syntax for polymorphic relationship columns in ingest CSV (§6.6, §9.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolymorphicColumns {
+    /// `ObjectType:RelationshipName.IndexedFieldName`, e.g. `Lead:Who.Email` (default; the form
+    /// the reference gives).
+    TypeFirst,
+    /// `RelationshipName:ObjectType.IndexedFieldName`, e.g. `Who:Lead.Email` (the other reading).
+    RelationshipFirst,
+    /// No syntax: a polymorphic column fails like an unknown column.
+    Rejected,
+}
+
 /// Behaviour switches for points the documentation leaves open.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
@@ -131,6 +144,25 @@ pub struct Switches {
     pub bulk_queued_ms: u64,
     /// §5.2: ms a Bulk query job stays `InProgress`.
     pub bulk_processing_ms: u64,
+    /// §6.4: ms a closed ingest job stays `UploadComplete` (`None`: `bulk_queued_ms`).
+    pub ingest_queued_ms: Option<u64>,
+    /// §6.4: least ms an ingest job stays `InProgress` (`None`: `bulk_processing_ms`).
+    pub ingest_processing_ms: Option<u64>,
+    /// §6.6: an uploaded column that is neither a field nor a relationship column fails the whole
+    /// job with `InvalidBatch : Field name not found : X` (true, default, as real orgs show);
+    /// false: every row fails with `INVALID_FIELD` instead.
+    pub ingest_unknown_column_fails_job: bool,
+    /// §6.6 / §9.11: accepted syntax of polymorphic relationship columns in ingest CSV.
+    pub ingest_polymorphic_columns: PolymorphicColumns,
+    /// §6.1 / §9.12: accept the newest ingest operations `refresh` and `consentImport` at job
+    /// create (default false: `InvalidJob : Invalid operation: refresh`).
+    pub ingest_extra_operations: bool,
+    /// §6.7 / §9.13: times an internal batch is retried on lock contention before its locked rows
+    /// fail (current docs 20, default; older limits page 10). Reported in job info `retries`.
+    pub ingest_batch_retries: u64,
+    /// §2.4 / §9.9: describe shows the extra field types `json` (`Invoice__c.Payload__c`) and
+    /// `masterrecord` (`Account.MasterRecordId`); off (default): those fields do not exist.
+    pub describe_json_masterrecord: bool,
 }
 
 impl Default for Switches {
@@ -160,11 +192,18 @@ impl Default for Switches {
             bulk_empty_result_header: false,
             bulk_queued_ms: 0,
             bulk_processing_ms: 0,
+            ingest_queued_ms: None,
+            ingest_processing_ms: None,
+            ingest_unknown_column_fails_job: true,
+            ingest_polymorphic_columns: PolymorphicColumns::TypeFirst,
+            ingest_extra_operations: false,
+            ingest_batch_retries: 20,
+            describe_json_masterrecord: false,
         }
     }
 }
 
-/// Outcome forced on the next Bulk query job.
+/// Outcome forced on the next Bulk job (query or ingest).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobOutcome {
@@ -199,8 +238,13 @@ pub struct Faults {
     pub reset_after_bytes: Option<u64>,
     /// Queries examining more rows than this fail with 400 `QUERY_TIMEOUT` (§3.3).
     pub query_timeout_rows: Option<u64>,
-    /// Forced outcome of the next Bulk query job.
+    /// Forced outcome of the next Bulk job: a query job when it is created, an ingest job when it
+    /// is closed (`UploadComplete`); taken by whichever comes first.
     pub next_job: Option<JobOutcome>,
+    /// Every Nth row of an ingest job (counted from 1 within the job) fails with
+    /// `UNABLE_TO_LOCK_ROW:unable to obtain exclusive access to this record or 1 records: <id>:--`
+    /// (§3.3, §6.5) after its internal batch used up its retries (`Switches::ingest_batch_retries`).
+    pub ingest_row_lock_every: Option<u64>,
     /// Written rows become visible this many ms after the write (late-visible records, §4.2).
     pub late_visible_ms: u64,
 }
@@ -238,6 +282,12 @@ pub struct Config {
     /// Generated custom objects `Bench01__c`.. added to the org (benchmarks with many objects;
     /// see `schema::bench_object`). Their row counts follow `rows` / `default_rows`.
     pub extra_custom_objects: u32,
+    /// Add `ContentDocumentLink` (queryable only with a filter on `ContentDocumentId` or
+    /// `LinkedEntityId`); off by default so the default org's object list stays as it was.
+    pub content_document_link: bool,
+    /// Add `Wide__c` with this many custom text fields (0, default: no such object); 800 fields
+    /// make a REST SELECT of every field exceed the 16,384-byte URI limit (§2.8).
+    pub wide_object_fields: u32,
 }
 
 impl Default for Config {
@@ -257,6 +307,8 @@ impl Default for Config {
             switches: Switches::default(),
             faults: Faults::default(),
             extra_custom_objects: 0,
+            content_document_link: false,
+            wide_object_fields: 0,
         }
     }
 }

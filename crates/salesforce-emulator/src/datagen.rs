@@ -362,6 +362,10 @@ impl GenCtx {
                 Value::Str(s)
             }
             Gen::Username => Value::str(format!("user{i}@emulator.example.com")),
+            Gen::Json => Value::str(
+                serde_json::json!({"n": i, "tag": pick(h, WORDS), "ok": h.is_multiple_of(2)})
+                    .to_string(),
+            ),
             Gen::HistField => Value::str(self.hist_field(f, obj, i)),
             Gen::HistDataType => Value::str(match self.hist_field_of(schema, obj, i).as_str() {
                 "created" => "Text",

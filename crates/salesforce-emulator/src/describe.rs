@@ -173,8 +173,14 @@ pub fn field(f: &FieldDef) -> Json {
     Json::Object(m)
 }
 
-/// Full sObject describe (§2.3).
+/// Full sObject describe (§2.3), without the fields gated by the §9.9 switch.
 pub fn sobject(schema: &Schema, o: &ObjectDef, v: &str) -> Json {
+    sobject_with(schema, o, v, false)
+}
+
+/// Full sObject describe (§2.3); `gated`: include the fields that exist only under the §9.9
+/// switch `describe_json_masterrecord` (types `json` / `masterrecord`).
+pub fn sobject_with(schema: &Schema, o: &ObjectDef, v: &str, gated: bool) -> Json {
     let mut m = match global_entry(o, v) {
         Json::Object(m) => m,
         _ => Map::new(),
@@ -184,6 +190,9 @@ pub fn sobject(schema: &Schema, o: &ObjectDef, v: &str) -> Json {
         .iter()
         .flat_map(|child| {
             child.fields.iter().filter_map(move |f| {
+                if f.gated && !gated {
+                    return None;
+                }
                 let rel = f.child_relationship.as_ref()?;
                 f.reference_to.iter().any(|t| t == &o.name).then(|| {
                     json!({
@@ -205,7 +214,13 @@ pub fn sobject(schema: &Schema, o: &ObjectDef, v: &str) -> Json {
     m.insert("compactLayoutable".into(), Json::Bool(o.layoutable));
     m.insert(
         "fields".into(),
-        Json::Array(o.fields.iter().map(field).collect()),
+        Json::Array(
+            o.fields
+                .iter()
+                .filter(|f| gated || !f.gated)
+                .map(field)
+                .collect(),
+        ),
     );
     m.insert("listviewable".into(), Json::Null);
     m.insert("lookupLayoutable".into(), Json::Null);

@@ -825,6 +825,7 @@ mod tests {
             SoqlOptions {
                 fractional_seconds: true,
                 now_ms: snap.now,
+                gated_fields: false,
             },
         )
         .unwrap();

@@ -3,9 +3,11 @@
 //! CSVs.
 //!
 //! Life cycle (§6.4): `Open` → (`PUT .../batches`, once) → `UploadComplete` (PATCH) → `InProgress`
-//! → `JobComplete` | `Failed`; `Aborted` any time before completion. Latencies reuse the Bulk
-//! switches `bulk_queued_ms` / `bulk_processing_ms`, and the fault `next_job` (taken when the job is
-//! closed) forces `Failed` or `Aborted`.
+//! → `JobComplete` | `Failed`; `Aborted` any time before completion. Latencies come from the
+//! switches `ingest_queued_ms` / `ingest_processing_ms` (unset: the Bulk query ones), the fault
+//! `next_job` (taken when the job is closed) forces `Failed` or `Aborted`, and the fault
+//! `ingest_row_lock_every` fails rows with `UNABLE_TO_LOCK_ROW` after their internal batch used
+//! its retries (switch `ingest_batch_retries`, reported in `retries`, §6.7 / §9.13).
 //!
 //! Memory stays flat with upload size: the upload is streamed to a temporary file, processed in
 //! internal batches of 10,000 records (§6.7), and the result CSVs are appended to temporary files
@@ -19,8 +21,8 @@
 //! Bulk form `CODE:message:Field1 Field2 --` (`:--` without fields).
 
 use crate::api::{ApiError, json_response, version};
-use crate::bulk::delimiter_byte;
-use crate::config::JobOutcome;
+use crate::bulk::{Sink, delimiter_byte};
+use crate::config::{JobOutcome, PolymorphicColumns, Switches};
 use crate::engine::csv_quoted;
 use crate::ids;
 use crate::schema::{FieldType, ObjectDef, Schema};
@@ -91,6 +93,12 @@ pub enum Operation {
     Delete,
     /// `hardDelete` (bypasses the recycle bin)
     HardDelete,
+    /// `refresh` (§6.1 / §9.12, only with `Switches::ingest_extra_operations`). Scope unknown; the
+    /// emulator checks each row's `Id` names a live record and writes nothing.
+    Refresh,
+    /// `consentImport` (§6.1 / §9.12, only with `Switches::ingest_extra_operations`); handled as
+    /// [`Operation::Refresh`].
+    ConsentImport,
 }
 
 impl Operation {
@@ -102,6 +110,8 @@ impl Operation {
             "upsert" => Operation::Upsert,
             "delete" => Operation::Delete,
             "hardDelete" => Operation::HardDelete,
+            "refresh" => Operation::Refresh,
+            "consentImport" => Operation::ConsentImport,
             _ => return None,
         })
     }
@@ -114,7 +124,25 @@ impl Operation {
             Operation::Upsert => "upsert",
             Operation::Delete => "delete",
             Operation::HardDelete => "hardDelete",
+            Operation::Refresh => "refresh",
+            Operation::ConsentImport => "consentImport",
         }
+    }
+
+    /// The newest operations, accepted only under the §9.12 switch.
+    pub fn is_extra(self) -> bool {
+        matches!(self, Operation::Refresh | Operation::ConsentImport)
+    }
+
+    /// Operations whose files only use the `Id` column (§6.6).
+    fn id_only(self) -> bool {
+        matches!(
+            self,
+            Operation::Delete
+                | Operation::HardDelete
+                | Operation::Refresh
+                | Operation::ConsentImport
+        )
     }
 }
 
@@ -188,6 +216,8 @@ struct Rt {
     finished_ms: Option<i64>,
     processed: u64,
     failed: u64,
+    /// Internal-batch retries spent on lock contention (§6.4 `retries`, §9.13).
+    retries: u64,
     /// Committed bytes of the successful / failed result files (0: not written yet).
     success_len: u64,
     failed_len: u64,
@@ -280,7 +310,7 @@ impl IngestJob {
             };
             j["numberRecordsProcessed"] = json!(rt.processed);
             j["numberRecordsFailed"] = json!(rt.failed);
-            j["retries"] = json!(0);
+            j["retries"] = json!(rt.retries);
             j["totalProcessingTime"] = json!(total);
             j["apiActiveProcessingTime"] = json!(total);
             j["apexProcessingTime"] = json!(0);
@@ -518,7 +548,9 @@ fn create_inner(
     })?;
     let s = |k: &str| req.get(k).and_then(Json::as_str).map(str::to_string);
     let op_name = s("operation").unwrap_or_default();
+    let extra_ok = state.switches().ingest_extra_operations;
     let operation = Operation::parse(&op_name)
+        .filter(|o| extra_ok || !o.is_extra())
         .ok_or_else(|| invalid_job(format!("Invalid operation: {op_name}")))?;
     let object = s("object")
         .filter(|o| !o.is_empty())
@@ -553,6 +585,7 @@ fn create_inner(
         Operation::Update => def.updateable,
         Operation::Upsert => def.createable && def.updateable,
         Operation::Delete | Operation::HardDelete => def.deletable,
+        Operation::Refresh | Operation::ConsentImport => true,
     };
     if !allowed {
         return Err(invalid_job(format!(
@@ -606,6 +639,7 @@ fn create_inner(
             finished_ms: None,
             processed: 0,
             failed: 0,
+            retries: 0,
             success_len: 0,
             failed_len: 0,
             error: None,
@@ -947,6 +981,7 @@ fn patch_inner(
 /// Closes an `Open` job (§6.3) and starts its processing after the queue latency.
 fn close_job(state: &Arc<EmulatorState>, job: &Arc<IngestJob>, now: i64) -> Result<(), ApiError> {
     let sw = state.switches();
+    let queued = sw.ingest_queued_ms.unwrap_or(sw.bulk_queued_ms);
     let forced = {
         let mut rt = lock(&job.rt);
         let (st, _) = state_of(&rt, now);
@@ -962,12 +997,11 @@ fn close_job(state: &Arc<EmulatorState>, job: &Arc<IngestJob>, now: i64) -> Resu
         }
         rt.closed_ms = Some(now);
         rt.modstamp_ms = now;
-        rt.queued_ms = sw.bulk_queued_ms;
-        rt.processing_ms = sw.bulk_processing_ms;
+        rt.queued_ms = queued;
+        rt.processing_ms = sw.ingest_processing_ms.unwrap_or(sw.bulk_processing_ms);
         lock(&state.faults).next_job.take()
     };
     let (st, bg) = (state.clone(), job.clone());
-    let queued = sw.bulk_queued_ms;
     tokio::spawn(async move {
         if queued > 0 {
             tokio::time::sleep(std::time::Duration::from_millis(queued)).await;
@@ -1053,6 +1087,8 @@ enum Column {
     },
     /// Present but not used by this operation (non-`Id` columns of a delete job).
     Ignored,
+    /// Not a field (switch `ingest_unknown_column_fails_job` off): every row fails.
+    Unknown(String),
 }
 
 /// Checks the first line terminator against the job's `lineEnding` (§6.1 "must match the file").
@@ -1124,85 +1160,81 @@ fn uploaded_header(job: &IngestJob) -> Option<Vec<String>> {
     }
 }
 
-/// Maps header names to columns; a name that is neither a field nor a relationship column fails
-/// the whole job (§6.6: "Treat an unknown column as a whole-job failure").
+/// Maps header names to columns (§6.6). A name that is neither a field nor a relationship column
+/// fails the whole job with `InvalidBatch : Field name not found : X` ("Treat an unknown column as
+/// a whole-job failure"), or, with the switch `ingest_unknown_column_fails_job` off, becomes
+/// [`Column::Unknown`] and fails every row. Relationship columns are
+/// `RelationshipName.IndexedField` for single-target lookups; polymorphic lookups need the target
+/// type in the syntax chosen by `ingest_polymorphic_columns` (§9.11), e.g. `Lead:Who.Email`.
 fn resolve_columns(
     schema: &Schema,
     def: &ObjectDef,
     header: &[String],
     op: Operation,
+    sw: &Switches,
 ) -> Result<Vec<Column>, IngestError> {
-    let not_found =
-        |name: &str| IngestError::Job(format!("InvalidBatch : Field name not found : {name}"));
     header
         .iter()
         .map(|name| {
-            if let Some(f) = def.index(name) {
-                let delete = matches!(op, Operation::Delete | Operation::HardDelete);
-                return Ok(if delete && def.fields[f].name != "Id" {
+            if let Some(f) = def.index(name).filter(|&f| !def.fields[f].gated) {
+                return Ok(if op.id_only() && def.fields[f].name != "Id" {
                     Column::Ignored
                 } else {
                     Column::Field(f)
                 });
             }
-            let (rel, pf) = name.split_once('.').ok_or_else(|| not_found(name))?;
-            let lookup = def
-                .fields
-                .iter()
-                .position(|fd| {
-                    fd.ty == FieldType::Reference
-                        && fd.reference_to.len() == 1
-                        && fd
-                            .relationship_name
-                            .as_deref()
-                            .is_some_and(|r| r.eq_ignore_ascii_case(rel))
-                })
-                .ok_or_else(|| not_found(name))?;
-            let parent = schema
-                .index(&def.fields[lookup].reference_to[0])
-                .ok_or_else(|| not_found(name))?;
-            let pdef = &schema.objects[parent];
-            let parent_field = pdef
-                .index(pf)
-                .filter(|&i| pdef.fields[i].unique)
-                .ok_or_else(|| not_found(name))?;
-            Ok(if matches!(op, Operation::Delete | Operation::HardDelete) {
-                Column::Ignored
-            } else {
-                Column::Rel {
-                    lookup,
-                    parent,
-                    parent_field,
-                }
-            })
+            match relationship_column(schema, def, name, sw.ingest_polymorphic_columns) {
+                Some(_) if op.id_only() => Ok(Column::Ignored),
+                Some(c) => Ok(c),
+                None if sw.ingest_unknown_column_fails_job => Err(IngestError::Job(format!(
+                    "InvalidBatch : Field name not found : {name}"
+                ))),
+                None => Ok(Column::Unknown(name.clone())),
+            }
         })
         .collect()
 }
 
-impl Snapshot {
-    /// The visible row of `obj` whose unique field `field` equals `key` (case-insensitive, as
-    /// external ids match), for relationship columns (§6.6).
-    pub(crate) fn find_by_unique(&self, obj: usize, field: usize, key: &str) -> Option<u64> {
-        let od = self.objs.get(obj)?;
-        let matches = |idx: u64| {
-            self.row(obj, idx).is_some_and(|r| {
-                r.visible(false)
-                    && r.get(field)
-                        .as_str()
-                        .is_some_and(|v| v.eq_ignore_ascii_case(key))
-            })
-        };
-        if let Some(&idx) = od.overlay.unique.get(&(field, key.to_ascii_lowercase()))
-            && matches(idx)
-        {
-            return Some(idx);
-        }
-        // Generated unique keys are "<prefix>-<row>".
-        let n = key
-            .rsplit_once('-')
-            .and_then(|(_, n)| n.parse::<u64>().ok())?;
-        (n < od.base_rows && matches(n)).then_some(n)
-    }
+/// Resolves `Rel.Field`, `Type:Rel.Field` or `Rel:Type.Field` (§6.6, §9.11) to a
+/// [`Column::Rel`]; the parent field must be unique (external id or `idLookup` name).
+fn relationship_column(
+    schema: &Schema,
+    def: &ObjectDef,
+    name: &str,
+    poly: PolymorphicColumns,
+) -> Option<Column> {
+    let (path, pf) = name.split_once('.')?;
+    let (rel, ty) = match path.split_once(':') {
+        None => (path, None),
+        Some((a, b)) => match poly {
+            PolymorphicColumns::TypeFirst => (b, Some(a)),
+            PolymorphicColumns::RelationshipFirst => (a, Some(b)),
+            PolymorphicColumns::Rejected => return None,
+        },
+    };
+    let lookup = def.fields.iter().position(|fd| {
+        matches!(fd.ty, FieldType::Reference | FieldType::MasterRecord)
+            && !fd.gated
+            && fd
+                .relationship_name
+                .as_deref()
+                .is_some_and(|r| r.eq_ignore_ascii_case(rel))
+    })?;
+    let targets = &def.fields[lookup].reference_to;
+    let target = match ty {
+        // The plain form names a single-target lookup only.
+        None if targets.len() == 1 => &targets[0],
+        None => return None,
+        Some(t) => targets.iter().find(|x| x.eq_ignore_ascii_case(t))?,
+    };
+    let parent = schema.index(target)?;
+    let pdef = &schema.objects[parent];
+    let parent_field = pdef.index(pf).filter(|&i| pdef.fields[i].unique)?;
+    Some(Column::Rel {
+        lookup,
+        parent,
+        parent_field,
+    })
 }
 
 /// `sf__Error` text (§6.5): `CODE:message:` then each field followed by a space, then `--`
@@ -1278,7 +1310,14 @@ fn run(
             rdr = Some(r);
         }
     }
-    let cols = resolve_columns(&schema, def, &header, job.operation)?;
+    let sw = state.switches();
+    let cols = resolve_columns(&schema, def, &header, job.operation, &sw)?;
+    let lock_every = lock(&state.faults).ingest_row_lock_every.filter(|&n| n > 0);
+    let mut faults = RowFaults {
+        lock_every,
+        retries: sw.ingest_batch_retries,
+        seen: 0,
+    };
     let mut w = Writers {
         ok: BufWriter::with_capacity(CHUNK, std::fs::File::create(&job.success.0)?),
         bad: BufWriter::with_capacity(CHUNK, std::fs::File::create(&job.failed.0)?),
@@ -1318,7 +1357,18 @@ fn run(
                 "InternalServerError : Ingest job failed (injected fault)".into(),
             ));
         }
-        let (n, failed) = process_batch(state, job, &schema, obj, &header, &cols, &batch, &mut w)?;
+        let (n, failed, retries) = process_batch(
+            state,
+            job,
+            &schema,
+            obj,
+            &header,
+            &cols,
+            &batch,
+            &mut w,
+            &mut faults,
+        )?;
+        lock(&job.rt).retries += retries;
         commit(job, &mut w, n, failed)?;
         k += 1;
     }
@@ -1361,6 +1411,31 @@ fn push_plain(out: &mut Vec<u8>, text: &str, d: u8) {
     }
 }
 
+/// Row-level faults of one job: `UNABLE_TO_LOCK_ROW` on every `lock_every`-th row (§3.3, §6.5).
+struct RowFaults {
+    lock_every: Option<u64>,
+    /// Retries an internal batch spends before its locked rows fail (§6.7, §9.13).
+    retries: u64,
+    /// Rows of the job seen so far.
+    seen: u64,
+}
+
+/// The record a lock error names: the row's own id, else the first record id among its cells (a
+/// parent's), else the object's first record.
+fn locked_id(schema: &Schema, def: &ObjectDef, row: &[String], id_col: Option<usize>) -> String {
+    id_col
+        .and_then(|c| row.get(c))
+        .and_then(|v| ids::to18(v.trim()))
+        .or_else(|| {
+            row.iter().find_map(|c| {
+                let id = ids::to18(c.trim())?;
+                let (prefix, _) = ids::parse(&id)?;
+                schema.by_prefix(&prefix).map(|_| id)
+            })
+        })
+        .unwrap_or_else(|| ids::make(&def.key_prefix, 0))
+}
+
 #[allow(clippy::too_many_arguments)]
 fn process_batch(
     state: &EmulatorState,
@@ -1371,7 +1446,8 @@ fn process_batch(
     cols: &[Column],
     batch: &[csv::ByteRecord],
     w: &mut Writers,
-) -> Result<(u64, u64), IngestError> {
+    faults: &mut RowFaults,
+) -> Result<(u64, u64, u64), IngestError> {
     let def = &schema.objects[obj];
     let snap = cols
         .iter()
@@ -1389,6 +1465,7 @@ fn process_batch(
     });
     let keyed_by_id = match job.operation {
         Operation::Upsert => job.external_id_field.as_deref() == Some("Id"),
+        Operation::Refresh | Operation::ConsentImport => true,
         Operation::Insert => false,
         _ => true,
     };
@@ -1435,6 +1512,33 @@ fn process_batch(
             }
         }
     }
+    // Injected lock contention: the batch is retried `retries` times, then its locked rows fail.
+    let mut retries = 0;
+    if let Some(n) = faults.lock_every {
+        for (i, r) in rows.iter().enumerate() {
+            if (faults.seen + i as u64 + 1).is_multiple_of(n) {
+                let id = locked_id(schema, def, r, id_col);
+                dup_rows.insert(
+                    i,
+                    row_error(
+                        "UNABLE_TO_LOCK_ROW",
+                        format!(
+                            "unable to obtain exclusive access to this record or 1 records: {id}"
+                        ),
+                        &[],
+                    ),
+                );
+                retries = faults.retries;
+            }
+        }
+    }
+    faults.seen += rows.len() as u64;
+    let read_snap = job.operation.is_extra().then(|| state.snapshot());
+    // Switch `ingest_unknown_column_fails_job` off: an unknown column fails every row (§6.6).
+    let unknown = cols.iter().find_map(|c| match c {
+        Column::Unknown(n) => Some(n.as_str()),
+        _ => None,
+    });
     let mut ops = Vec::new();
     let mut op_rows = Vec::new();
     for (i, r) in rows.iter().enumerate() {
@@ -1449,7 +1553,24 @@ fn process_batch(
         }
         let built = match dup_rows.remove(&i) {
             Some(e) => Err(e),
-            None => build_op(job, def, snap.as_deref(), header, cols, id_col, r),
+            None => match (unknown, read_snap.as_deref()) {
+                (Some(name), _) => Err(row_error(
+                    "INVALID_FIELD",
+                    format!("Field name not found : {name}"),
+                    &[],
+                )),
+                (None, Some(rs)) => {
+                    outcomes[i] = Some(match check_live(rs, obj, id_col, r) {
+                        Ok(id) => Outcome::Ok { id, created: false },
+                        Err(e) => Outcome::Err {
+                            id: target[i].clone(),
+                            error: bulk_error(&e),
+                        },
+                    });
+                    continue;
+                }
+                (None, None) => build_op(job, def, snap.as_deref(), header, cols, id_col, r),
+            },
         };
         match built {
             Ok(op) => {
@@ -1511,7 +1632,35 @@ fn process_batch(
             w.bad_len += line.len() as u64;
         }
     }
-    Ok((rows.len() as u64, failed))
+    Ok((rows.len() as u64, failed, retries))
+}
+
+/// `refresh` / `consentImport` rows (§9.12): the `Id` must name a live record; nothing is written.
+fn check_live(
+    snap: &Snapshot,
+    obj: usize,
+    id_col: Option<usize>,
+    row: &[String],
+) -> Result<String, RowError> {
+    let id = id_col
+        .and_then(|c| row.get(c))
+        .map(|v| v.trim())
+        .unwrap_or("");
+    if id.is_empty() {
+        return Err(row_error(
+            "MISSING_ARGUMENT",
+            "Id not specified in an update call",
+            &["Id"],
+        ));
+    }
+    match snap.row_by_id(obj, id).filter(|r| r.visible(false)) {
+        Some(r) => Ok(r.id()),
+        None => Err(row_error(
+            "INVALID_CROSS_REFERENCE_KEY",
+            "invalid cross reference id",
+            &[],
+        )),
+    }
 }
 
 /// Builds the store operation of one CSV row (§6.6 value rules).
@@ -1553,7 +1702,7 @@ fn build_op(
     let mut values: FieldValues = Vec::with_capacity(cols.len());
     for (c, (col, cell)) in cols.iter().zip(row).enumerate() {
         match col {
-            Column::Ignored => {}
+            Column::Ignored | Column::Unknown(_) => {}
             Column::Field(f) => {
                 let fd = &def.fields[*f];
                 if fd.name == "Id" && job.operation == Operation::Update {
@@ -1705,12 +1854,7 @@ fn results(
         .is_some_and(|h| h.split(',').any(|e| e.trim().starts_with("gzip")));
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
     tokio::task::spawn_blocking(move || {
-        let mut sink = Sink {
-            tx,
-            gz: gzip
-                .then(|| flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast())),
-            dead: false,
-        };
+        let mut sink = Sink::new(tx, gzip, None);
         let r = match kind {
             Kind::Unprocessed => produce_unprocessed(&job, processed, &mut sink),
             _ => produce_results(&job, kind, len, &mut sink),
@@ -1730,58 +1874,6 @@ fn results(
         h.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     Ok(r)
-}
-
-/// The response body channel, optionally through a gzip encoder.
-struct Sink {
-    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
-    gz: Option<flate2::write::GzEncoder<Vec<u8>>>,
-    dead: bool,
-}
-
-impl Sink {
-    fn emit(&mut self, bytes: Vec<u8>) {
-        if !self.dead && !bytes.is_empty() && self.tx.blocking_send(Ok(Bytes::from(bytes))).is_err()
-        {
-            self.dead = true;
-        }
-    }
-
-    /// Sends `buf` (emptied); false once the client has gone.
-    fn send(&mut self, buf: &mut Vec<u8>) -> bool {
-        let out = match self.gz.as_mut() {
-            Some(gz) => {
-                let written = gz.write_all(buf);
-                buf.clear();
-                let out = std::mem::take(gz.get_mut());
-                if let Err(e) = written {
-                    self.fail(e);
-                }
-                out
-            }
-            None => std::mem::take(buf),
-        };
-        self.emit(out);
-        !self.dead
-    }
-
-    fn finish(&mut self) {
-        if let Some(gz) = self.gz.take() {
-            match gz.finish() {
-                Ok(rest) => self.emit(rest),
-                Err(e) => self.fail(e),
-            }
-        }
-    }
-
-    fn fail(&mut self, e: impl std::fmt::Display) {
-        if !self.dead {
-            let _ = self
-                .tx
-                .blocking_send(Err(std::io::Error::other(e.to_string())));
-            self.dead = true;
-        }
-    }
 }
 
 /// Successful or failed results: the committed prefix of the result file, or the header alone

@@ -336,7 +336,12 @@ fn get_blocking(
         ["sobjects", o] => okj(describe::basic(&schema.objects[object(o)?], v)),
         ["sobjects", o, "describe"] => {
             let oi = object(o)?;
-            okj(describe::sobject(&schema, &schema.objects[oi], v))
+            okj(describe::sobject_with(
+                &schema,
+                &schema.objects[oi],
+                v,
+                state.switches().describe_json_masterrecord,
+            ))
         }
         ["sobjects", o, kind @ ("deleted" | "updated")] => {
             let oi = object(o)?;
@@ -353,12 +358,14 @@ fn get_blocking(
             if row.is_deleted() {
                 return Err(ApiError::new(404, "ENTITY_IS_DELETED", "entity is deleted"));
             }
+            let gated = state.switches().describe_json_masterrecord;
             let fields: Vec<soql::FieldRef> = match params.get("fields") {
                 Some(list) => list
                     .split(',')
                     .map(|n| {
                         let n = n.trim();
                         def.index(n)
+                            .filter(|&f| gated || !def.fields[f].gated)
                             .map(|f| soql::FieldRef {
                                 field: f,
                                 parent: None,
@@ -379,6 +386,7 @@ fn get_blocking(
                     .fields
                     .iter()
                     .enumerate()
+                    .filter(|(_, fd)| gated || !fd.gated)
                     .map(|(f, fd)| soql::FieldRef {
                         field: f,
                         parent: None,
@@ -489,9 +497,11 @@ fn run_query(
     batch: u64,
 ) -> Result<Json, ApiError> {
     let snap = state.snapshot();
+    let sw = state.switches();
     let opts = SoqlOptions {
-        fractional_seconds: state.switches().soql_fractional_seconds,
+        fractional_seconds: sw.soql_fractional_seconds,
         now_ms: snap.now,
+        gated_fields: sw.describe_json_masterrecord,
     };
     let query = soql::parse(q, &snap.schema, opts).map_err(soql_err)?;
     let exec = Arc::new(Exec::new(Arc::new(query), snap, all));

@@ -55,6 +55,10 @@ pub enum FieldType {
     Address,
     /// `anyType` (history OldValue/NewValue)
     AnyType,
+    /// `json` (§2.4 "extra values seen in the wild"; only with the §9.9 switch)
+    Json,
+    /// `masterrecord` (§2.4 "extra values seen in the wild"; only with the §9.9 switch)
+    MasterRecord,
 }
 
 impl FieldType {
@@ -85,6 +89,8 @@ impl FieldType {
             Location => "location",
             Address => "address",
             AnyType => "anyType",
+            Json => "json",
+            MasterRecord => "masterrecord",
         }
     }
 
@@ -92,7 +98,7 @@ impl FieldType {
     pub fn soap(self) -> &'static str {
         use FieldType::*;
         match self {
-            Id | Reference => "tns:ID",
+            Id | Reference | MasterRecord => "tns:ID",
             Base64 => "xsd:base64Binary",
             Boolean => "xsd:boolean",
             Currency | Double | Percent => "xsd:double",
@@ -103,6 +109,7 @@ impl FieldType {
             Location => "tns:location",
             Address => "tns:address",
             AnyType => "xsd:anyType",
+            Json => "tns:json",
             _ => "xsd:string",
         }
     }
@@ -122,6 +129,8 @@ impl FieldType {
                 | Url
                 | Email
                 | EncryptedString
+                | Json
+                | MasterRecord
         )
     }
 
@@ -198,6 +207,8 @@ pub enum Gen {
     HistOld,
     /// History: new value.
     HistNew,
+    /// A small JSON document (text).
+    Json,
 }
 
 /// Formulas computed at read time (§4.7: never stored, never bump stamps).
@@ -284,6 +295,9 @@ pub struct FieldDef {
     pub source: Source,
     /// Percent chance that a generated value is null.
     pub null_pct: u8,
+    /// Exists only while the §9.9 switch `describe_json_masterrecord` is on (describe, SOQL and
+    /// ingest columns treat it as absent otherwise).
+    pub gated: bool,
 }
 
 impl FieldDef {
@@ -291,7 +305,7 @@ impl FieldDef {
     pub fn new(name: &str, ty: FieldType) -> FieldDef {
         use FieldType::*;
         let (length, precision, scale, digits) = match ty {
-            Id | Reference => (18, 0, 0, 0),
+            Id | Reference | MasterRecord => (18, 0, 0, 0),
             String | Combobox | Picklist | Phone | Email | Url | EncryptedString => (255, 0, 0, 0),
             MultiPicklist => (4099, 0, 0, 0),
             Textarea => (32000, 0, 0, 0),
@@ -308,7 +322,14 @@ impl FieldDef {
             .replace('_', " ");
         let sortable = !matches!(
             ty,
-            Textarea | MultiPicklist | EncryptedString | Base64 | Location | Address | AnyType
+            Textarea
+                | MultiPicklist
+                | EncryptedString
+                | Base64
+                | Location
+                | Address
+                | AnyType
+                | Json
         );
         FieldDef {
             name: name.to_string(),
@@ -325,7 +346,7 @@ impl FieldDef {
             external_id: false,
             id_lookup: matches!(ty, Id),
             unique: false,
-            filterable: !matches!(ty, Textarea | Base64 | Location | Address | AnyType),
+            filterable: !matches!(ty, Textarea | Base64 | Location | Address | AnyType | Json),
             sortable,
             groupable: sortable && !matches!(ty, Currency | Double | Percent | DateTime | Time),
             name_field: false,
@@ -341,6 +362,7 @@ impl FieldDef {
             picklist: Vec::new(),
             source: Source::Pending(std::string::String::new()),
             null_pct: 0,
+            gated: false,
         }
     }
 
@@ -812,6 +834,105 @@ pub fn bench_object(n: u32) -> ObjectDef {
             .len(32768))
 }
 
+/// Marks a field as existing only under the §9.9 switch.
+fn gated(mut f: FieldDef) -> FieldDef {
+    f.gated = true;
+    f
+}
+
+/// Optional parts of the org (see [`crate::Config`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SchemaOptions {
+    /// Generated custom objects `Bench01__c`.. ([`bench_object`]).
+    pub extra_custom_objects: u32,
+    /// Add [`content_document_link`].
+    pub content_document_link: bool,
+    /// Fields of [`wide_object`] (0: no such object).
+    pub wide_object_fields: u32,
+}
+
+impl Schema {
+    /// The standard org plus the optional objects, appended after the standard ones in
+    /// describe-global order: `ContentDocumentLink`, `Wide__c`, then the bench objects.
+    pub fn with_options(o: &SchemaOptions) -> Schema {
+        let mut objects = catalog();
+        if o.content_document_link {
+            objects.push(content_document_link());
+        }
+        if o.wide_object_fields > 0 {
+            objects.push(wide_object(o.wide_object_fields));
+        }
+        objects.extend((1..=o.extra_custom_objects.min(MAX_EXTRA_OBJECTS)).map(bench_object));
+        Schema::new(objects)
+    }
+}
+
+/// `ContentDocumentLink` (key prefix `06A`): the link between a file and where it is shared.
+/// Fields follow the object reference (`ContentDocumentId`, polymorphic `LinkedEntityId`,
+/// `ShareType`, `Visibility`, `IsDeleted`, `SystemModstamp`; no created/modified audit fields).
+/// Queries must filter it by `ContentDocumentId` or `LinkedEntityId` (`=` or `IN`); see
+/// [`crate::soql`] (object reference "You can't run a query without filters against
+/// ContentDocumentLink"; §3.3 `MALFORMED_QUERY` "Implementation restriction ...").
+pub fn content_document_link() -> ObjectDef {
+    ObjectDef::new(
+        "ContentDocumentLink",
+        "06A",
+        "Content Document Link",
+        "Content Document Links",
+    )
+    .flags(|o| {
+        o.undeletable = false;
+        o.searchable = false;
+        o.layoutable = false;
+        o.mru_enabled = false;
+        o.triggerable = true;
+    })
+    .f(FieldDef::new("ContentDocumentId", FieldType::Reference)
+        .gen_(Gen::Ref)
+        .required()
+        .refs(
+            &["ContentDocument"],
+            "ContentDocument",
+            Some("ContentDocumentLinks"),
+        ))
+    .f(FieldDef::new("LinkedEntityId", FieldType::Reference)
+        .gen_(Gen::Ref)
+        .required()
+        .refs(
+            &["Account", "Contact", "Case", "User"],
+            "LinkedEntity",
+            None,
+        ))
+    .f(FieldDef::new("ShareType", FieldType::Picklist)
+        .gen_(Gen::Pick)
+        .picks(&["V", "C", "I"]))
+    .f(FieldDef::new("Visibility", FieldType::Picklist)
+        .gen_(Gen::Pick)
+        .picks(&["AllUsers", "InternalUsers", "SharedUsers"]))
+    .f(FieldDef::new("SystemModstamp", FieldType::DateTime)
+        .src(Source::Stamp)
+        .read_only()
+        .defaulted()
+        .required())
+}
+
+/// `Wide__c` (key prefix `a0W`): audit fields, a name and `fields` custom text fields
+/// `Wide_Text_Field_0001__c`.. (23 characters each, so 800 of them make a SELECT list of about
+/// 19,000 bytes, over the 16,384-byte URI limit of §2.8).
+pub fn wide_object(fields: u32) -> ObjectDef {
+    let mut o = ObjectDef::new("Wide__c", "a0W", "Wide", "Wides")
+        .audit(true)
+        .f(owner())
+        .f(s("Name").gen_(Gen::Name("Wide")).name_field().len(80));
+    for k in 1..=fields.min(9_999) {
+        o = o.f(s(&format!("Wide_Text_Field_{k:04}__c"))
+            .gen_(Gen::Words(2))
+            .nulls(20)
+            .len(40));
+    }
+    o
+}
+
 fn s(name: &str) -> FieldDef {
     FieldDef::new(name, FieldType::String)
 }
@@ -973,7 +1094,14 @@ fn catalog() -> Vec<ObjectDef> {
             .nulls(40))
         .address("Billing")
         .address("Shipping")
-        .f(s("External_Id__c").gen_(G::Key("ACC")).ext_id().len(40));
+        .f(s("External_Id__c").gen_(G::Key("ACC")).ext_id().len(40))
+        .f(gated(
+            FieldDef::new("MasterRecordId", T::MasterRecord)
+                .gen_(G::Ref)
+                .nulls(95)
+                .read_only()
+                .refs(&["Account"], "MasterRecord", None),
+        ));
     let contact = ObjectDef::new("Contact", "003", "Contact", "Contacts")
         .audit(true)
         .flags(|o| o.mergeable = true)
@@ -1339,7 +1467,13 @@ fn catalog() -> Vec<ObjectDef> {
             .gen_(G::Key("S"))
             .nulls(50)
             .len(175))
-        .location("Geo");
+        .location("Geo")
+        .f(gated(
+            FieldDef::new("Payload__c", T::Json)
+                .gen_(G::Json)
+                .nulls(30)
+                .len(131_072),
+        ));
     let invoice = fix_invoice_formulas(invoice);
     vec![
         user,

@@ -30,6 +30,8 @@ pub struct SoqlOptions {
     pub fractional_seconds: bool,
     /// "Now" for relative date literals (ms).
     pub now_ms: i64,
+    /// Fields gated by the §9.9 switch exist (see [`crate::schema::FieldDef::gated`]).
+    pub gated_fields: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -359,6 +361,33 @@ pub struct Query {
     pub offset: u64,
 }
 
+/// The restriction Salesforce reports for an unfiltered `ContentDocumentLink` query (object
+/// reference: "You can't run a query without filters against ContentDocumentLink"; §3.3
+/// `MALFORMED_QUERY` "Implementation restriction ...").
+pub const CONTENT_DOCUMENT_LINK_RESTRICTION: &str = "Implementation restriction: ContentDocumentLink requires a filter by a single Id on ContentDocumentId or LinkedEntityId using the equals operator or multiple Id's using the IN operator.";
+
+/// True when a top-level conjunct of `filter` is `ContentDocumentId` / `LinkedEntityId` `= id` or
+/// `IN (ids)` (not `!=`, not `NOT IN`, not under `OR` / `NOT`).
+fn filters_link_by_id(def: &ObjectDef, filter: Option<&Pred>) -> bool {
+    let keyed = |f: &FieldRef| {
+        f.parent.is_none()
+            && matches!(
+                def.fields[f.field].name.as_str(),
+                "ContentDocumentId" | "LinkedEntityId"
+            )
+    };
+    let one = |p: &Pred| match p {
+        Pred::Cmp(f, Op::Eq, Operand::Value(Value::Str(_))) => keyed(f),
+        Pred::In(f, false, vals) => keyed(f) && !vals.is_empty(),
+        _ => false,
+    };
+    match filter {
+        Some(Pred::And(items)) => items.iter().any(one),
+        Some(p) => one(p),
+        None => false,
+    }
+}
+
 struct Parser<'q> {
     q: &'q str,
     toks: Vec<Token>,
@@ -576,6 +605,13 @@ impl<'q> Parser<'q> {
         if t.tok != Tok::Eof {
             return Err(self.unexpected(&t));
         }
+        let def = &self.schema.objects[self.obj];
+        if def.name == "ContentDocumentLink" && !filters_link_by_id(def, filter.as_ref()) {
+            return Err(SoqlError {
+                code: "MALFORMED_QUERY",
+                message: CONTENT_DOCUMENT_LINK_RESTRICTION.to_string(),
+            });
+        }
         Ok(Query {
             object: self.obj,
             select,
@@ -625,6 +661,7 @@ impl<'q> Parser<'q> {
             None => {
                 let f = def
                     .index(name)
+                    .filter(|&f| self.opts.gated_fields || !def.fields[f].gated)
                     .ok_or_else(|| self.no_column(at, name, def))?;
                 Ok(FieldRef {
                     field: f,
@@ -641,6 +678,7 @@ impl<'q> Parser<'q> {
                     .position(|f| {
                         f.relationship_name.as_deref().is_some_and(|r| r.eq_ignore_ascii_case(rel))
                             && f.reference_to.len() == 1
+                            && (self.opts.gated_fields || !f.gated)
                     })
                     .ok_or_else(|| {
                         self.err(
@@ -660,6 +698,7 @@ impl<'q> Parser<'q> {
                 }
                 let pf = pdef
                     .index(rest)
+                    .filter(|&f| self.opts.gated_fields || !pdef.fields[f].gated)
                     .ok_or_else(|| self.no_column(at, rest, pdef))?;
                 Ok(FieldRef {
                     field: lookup,
@@ -973,6 +1012,7 @@ mod tests {
         SoqlOptions {
             fractional_seconds: true,
             now_ms: 1_700_000_000_000,
+            gated_fields: false,
         }
     }
 

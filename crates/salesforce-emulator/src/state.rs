@@ -6,7 +6,7 @@ use crate::config::{Config, Faults, Switches};
 use crate::datagen::{GenCtx, mix};
 use crate::engine::{Exec, Pos};
 use crate::ids;
-use crate::schema::Schema;
+use crate::schema::{Schema, SchemaOptions};
 use crate::store::{Snapshot, Store, WriteOptions};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -116,7 +116,11 @@ pub struct EmulatorState {
 impl EmulatorState {
     /// Builds the org and state from a configuration.
     pub fn new(config: Config) -> EmulatorState {
-        let schema = Arc::new(Schema::with_extra_objects(config.extra_custom_objects));
+        let schema = Arc::new(Schema::with_options(&SchemaOptions {
+            extra_custom_objects: config.extra_custom_objects,
+            content_document_link: config.content_document_link,
+            wide_object_fields: config.wide_object_fields,
+        }));
         let now = now_ms();
         let end = config
             .data_end_ms

@@ -85,7 +85,46 @@ pub struct RowRef<'a> {
     pub stored: Option<&'a StoredRow>,
 }
 
+impl ObjData {
+    /// The first row that holds `key` in the unique field `field` and passes `accept` (each caller
+    /// has its own visibility rule). Candidates: the written rows' unique index, then the
+    /// generated `<prefix>-<row>` pattern of unique keys.
+    pub(crate) fn unique_match(
+        &self,
+        field: usize,
+        key: &str,
+        accept: impl Fn(u64) -> bool,
+    ) -> Option<u64> {
+        let written = self
+            .overlay
+            .unique
+            .get(&(field, key.to_ascii_lowercase()))
+            .copied();
+        let generated = key
+            .rsplit_once('-')
+            .and_then(|(_, n)| n.parse::<u64>().ok())
+            .filter(|&n| n < self.base_rows);
+        [written, generated]
+            .into_iter()
+            .flatten()
+            .find(|&i| accept(i))
+    }
+}
+
 impl Snapshot {
+    /// The visible row of `obj` whose unique field `field` equals `key` (case-insensitive, as
+    /// external ids match), for ingest relationship columns (§6.6).
+    pub(crate) fn find_by_unique(&self, obj: usize, field: usize, key: &str) -> Option<u64> {
+        self.objs.get(obj)?.unique_match(field, key, |idx| {
+            self.row(obj, idx).is_some_and(|r| {
+                r.visible(false)
+                    && r.get(field)
+                        .as_str()
+                        .is_some_and(|v| v.eq_ignore_ascii_case(key))
+            })
+        })
+    }
+
     /// Row `idx` of object `obj`, if it exists (visible or not).
     pub fn row(&self, obj: usize, idx: u64) -> Option<RowRef<'_>> {
         let od = self.objs.get(obj)?;
@@ -793,25 +832,14 @@ impl<'a> Writer<'a> {
     }
 
     fn lookup_unique(&self, field: usize, key: &str) -> Option<u64> {
-        let lower = key.to_ascii_lowercase();
-        let matches = |idx: u64| -> bool {
+        self.od.unique_match(field, key, |idx| {
             self.current(idx).is_some_and(|r| {
                 !r.purged
                     && r.values[field]
                         .as_str()
                         .is_some_and(|v| v.eq_ignore_ascii_case(key))
             })
-        };
-        if let Some(&idx) = self.od.overlay.unique.get(&(field, lower))
-            && matches(idx)
-        {
-            return Some(idx);
-        }
-        // Generated values of unique keys are "<prefix>-<row>".
-        let n = key
-            .rsplit_once('-')
-            .and_then(|(_, n)| n.parse::<u64>().ok())?;
-        (n < self.od.base_rows && matches(n)).then_some(n)
+        })
     }
 
     fn insert(&mut self, values: &FieldValues) -> Result<u64, RowError> {

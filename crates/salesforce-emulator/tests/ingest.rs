@@ -8,7 +8,7 @@ use salesforce_emulator::ids;
 use serde_json::{Value, json};
 use std::time::Duration;
 
-async fn create(o: &Org, body: Value) -> (u16, Value) {
+pub(crate) async fn create(o: &Org, body: Value) -> (u16, Value) {
     let r = o
         .http
         .post(o.url("/jobs/ingest"))
@@ -21,7 +21,7 @@ async fn create(o: &Org, body: Value) -> (u16, Value) {
     (s, r.json().await.unwrap())
 }
 
-async fn upload(o: &Org, id: &str, csv: &str) -> (u16, String) {
+pub(crate) async fn upload(o: &Org, id: &str, csv: &str) -> (u16, String) {
     let r = o
         .http
         .put(o.url(&format!("/jobs/ingest/{id}/batches")))
@@ -35,7 +35,7 @@ async fn upload(o: &Org, id: &str, csv: &str) -> (u16, String) {
     (s, r.text().await.unwrap())
 }
 
-async fn patch(o: &Org, id: &str, state: &str) -> (u16, Value) {
+pub(crate) async fn patch(o: &Org, id: &str, state: &str) -> (u16, Value) {
     let r = o
         .http
         .patch(o.url(&format!("/jobs/ingest/{id}")))
@@ -48,7 +48,7 @@ async fn patch(o: &Org, id: &str, state: &str) -> (u16, Value) {
     (s, r.json().await.unwrap())
 }
 
-async fn wait_done(o: &Org, id: &str) -> Value {
+pub(crate) async fn wait_done(o: &Org, id: &str) -> Value {
     for _ in 0..3000 {
         let (s, info) = o.get_json(&format!("/jobs/ingest/{id}")).await;
         assert_eq!(s, 200, "{info}");
@@ -63,22 +63,22 @@ async fn wait_done(o: &Org, id: &str) -> Value {
     panic!("job {id} never finished");
 }
 
-async fn text(o: &Org, path: &str) -> (u16, String) {
+pub(crate) async fn text(o: &Org, path: &str) -> (u16, String) {
     let r = o.get(path).await;
     let s = r.status().as_u16();
     (s, r.text().await.unwrap())
 }
 
-struct Done {
-    id: String,
-    info: Value,
-    ok: String,
-    failed: String,
-    unprocessed: String,
+pub(crate) struct Done {
+    pub(crate) id: String,
+    pub(crate) info: Value,
+    pub(crate) ok: String,
+    pub(crate) failed: String,
+    pub(crate) unprocessed: String,
 }
 
 /// Create → upload → close → wait → the three result CSVs.
-async fn run_job(o: &Org, body: Value, csv: &str) -> Done {
+pub(crate) async fn run_job(o: &Org, body: Value, csv: &str) -> Done {
     let (s, job) = create(o, body).await;
     assert_eq!(s, 200, "{job}");
     let id = job["id"].as_str().unwrap().to_string();
@@ -101,14 +101,14 @@ async fn run_job(o: &Org, body: Value, csv: &str) -> Done {
     }
 }
 
-fn org_config() -> salesforce_emulator::Config {
+pub(crate) fn org_config() -> salesforce_emulator::Config {
     let mut c = config(&[]);
     c.deleted_per_mille = 0;
     c
 }
 
 /// First cell of every data row of a result CSV (the `sf__Id` column).
-fn first_cells(csv: &str) -> Vec<String> {
+pub(crate) fn first_cells(csv: &str) -> Vec<String> {
     csv.lines()
         .skip(1)
         .map(|l| l.split(',').next().unwrap().trim_matches('"').to_string())
@@ -121,7 +121,7 @@ fn stamp_ms(rest: &str) -> i64 {
         .timestamp_millis()
 }
 
-async fn record(o: &Org, soql: &str) -> Value {
+pub(crate) async fn record(o: &Org, soql: &str) -> Value {
     let (s, b) = o.query(soql).await;
     assert_eq!(s, 200, "{b}");
     assert_eq!(b["totalSize"], 1, "{soql}: {b}");
