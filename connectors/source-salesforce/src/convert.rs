@@ -36,6 +36,9 @@ pub const NA_TOKENS: &[&str] = &[
     "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 ];
 
+/// The length of the longest [`NA_TOKENS`] entry (longer text is never one).
+const NA_TOKEN_MAX_LEN: usize = 8;
+
 /// Parses a Salesforce timestamp: RFC 3339 (`Z` or `+00:00`), Salesforce's `+0000` form, with or
 /// without fractional seconds, or a bare date (midnight UTC).
 pub fn parse_timestamp(text: &str) -> Option<DateTime<Utc>> {
@@ -260,7 +263,7 @@ impl CsvPlan {
         preserve_na: bool,
     ) -> Self {
         let mut compounds: Vec<String> = Vec::new();
-        let columns = header
+        let columns: Vec<Column> = header
             .iter()
             .map(|raw| {
                 let name = String::from_utf8_lossy(raw);
@@ -306,59 +309,72 @@ impl CsvPlan {
             out.extend_from_slice(data.to_string().as_bytes());
             return;
         }
+        let texts = RowText::new(row);
         out.push(b'{');
         let mut first = true;
-        let mut comma = |out: &mut Vec<u8>| {
-            if !std::mem::take(&mut first) {
-                out.push(b',');
-            }
-        };
         for ((column, key), raw) in self.columns.iter().zip(&self.fast.keys).zip(row.iter()) {
             let (Some((_, kind)), Some(key)) = (&column.emit, key) else {
                 continue;
             };
-            let text = cell_text(raw);
+            let text = texts.cell(raw);
             if self.is_null(&text) {
                 continue;
             }
-            comma(out);
+            if !std::mem::take(&mut first) {
+                out.push(b',');
+            }
             out.extend_from_slice(key);
             write_typed(out, &text, *kind);
         }
         for (key, members) in &self.fast.compounds {
-            let present = |at: usize| {
-                row.get(at)
-                    .map(cell_text)
-                    .filter(|text| !self.is_null(text))
-            };
-            if !members.iter().any(|&at| present(at).is_some()) {
-                continue;
+            // Like `convert`: the present components in header order, then the null ones; no
+            // compound at all when every component is null. The opening is written on the
+            // chance that one is present and taken back otherwise.
+            let mark = out.len();
+            if !first {
+                out.push(b',');
             }
-            comma(out);
             out.extend_from_slice(key);
             out.push(b'{');
-            // Like `convert`: the present components in header order, then the null ones.
             let mut inner_first = true;
-            for with_value in [true, false] {
+            let mut nulls = 0usize;
+            for &at in members {
+                let (Some(Some((_, _, kind))), Some(Some(part))) = (
+                    self.columns.get(at).map(|c| c.component),
+                    self.fast.component_keys.get(at),
+                ) else {
+                    continue;
+                };
+                let text = row.get(at).map(|raw| texts.cell(raw)).unwrap_or_default();
+                if self.is_null(&text) {
+                    nulls += 1;
+                    continue;
+                }
+                if !std::mem::take(&mut inner_first) {
+                    out.push(b',');
+                }
+                out.extend_from_slice(part);
+                write_typed(out, &text, kind);
+            }
+            if inner_first {
+                out.truncate(mark);
+                continue;
+            }
+            first = false;
+            if nulls > 0 {
                 for &at in members {
-                    let (Some(Some((_, _, kind))), Some(Some(part))) = (
-                        self.columns.get(at).map(|c| c.component),
-                        self.fast.component_keys.get(at),
-                    ) else {
+                    let Some(Some(part)) = self.fast.component_keys.get(at) else {
                         continue;
                     };
-                    let value = present(at);
-                    if value.is_some() != with_value {
+                    if row
+                        .get(at)
+                        .is_some_and(|raw| !self.is_null(&texts.cell(raw)))
+                    {
                         continue;
                     }
-                    if !std::mem::take(&mut inner_first) {
-                        out.push(b',');
-                    }
+                    out.push(b',');
                     out.extend_from_slice(part);
-                    match value {
-                        Some(text) => write_typed(out, &text, kind),
-                        None => out.extend_from_slice(b"null"),
-                    }
+                    out.extend_from_slice(b"null");
                 }
             }
             out.push(b'}');
@@ -368,7 +384,8 @@ impl CsvPlan {
 
     /// Whether a cell is null: empty, or an NA token when NA values are not preserved.
     fn is_null(&self, text: &str) -> bool {
-        text.is_empty() || (!self.preserve_na && NA_TOKENS.contains(&text))
+        text.is_empty()
+            || (!self.preserve_na && text.len() <= NA_TOKEN_MAX_LEN && NA_TOKENS.contains(&text))
     }
 
     /// Converts one row.
@@ -463,7 +480,11 @@ fn is_canonical_timestamp(t: &[u8]) -> bool {
         return false;
     }
     for (&c, &s) in t.iter().zip(SHAPE) {
-        let ok = if s == b'0' { c.is_ascii_digit() } else { c == s };
+        let ok = if s == b'0' {
+            c.is_ascii_digit()
+        } else {
+            c == s
+        };
         if !ok {
             return false;
         }
@@ -482,11 +503,54 @@ fn is_canonical_timestamp(t: &[u8]) -> bool {
         2 => 28,
         _ => return false,
     };
-    year >= 1 && (1..=days).contains(&day) && num(11, 13) < 24 && num(14, 16) < 60 && num(17, 19) < 60
+    year >= 1
+        && (1..=days).contains(&day)
+        && num(11, 13) < 24
+        && num(14, 16) < 60
+        && num(17, 19) < 60
+}
+
+/// A row's cells as text, UTF-8-checked once for the whole row rather than cell by cell.
+struct RowText<'r> {
+    bytes: &'r [u8],
+    /// The whole row when it is valid UTF-8 without NUL bytes (the usual case).
+    text: Option<&'r str>,
+}
+
+impl<'r> RowText<'r> {
+    fn new(row: &'r ByteRecord) -> Self {
+        let bytes = row.as_slice();
+        let text = if bytes.contains(&0) {
+            None
+        } else {
+            std::str::from_utf8(bytes).ok()
+        };
+        Self { bytes, text }
+    }
+
+    /// [`cell_text`] of `raw`, a field of this row.
+    fn cell(&self, raw: &'r [u8]) -> std::borrow::Cow<'r, str> {
+        // The fields are stored back to back; a field's offset is its distance from the start.
+        let start = (raw.as_ptr() as usize).wrapping_sub(self.bytes.as_ptr() as usize);
+        // `str::get` also checks that both ends fall on character boundaries, so each field on
+        // its own is valid UTF-8 exactly when the slice succeeds.
+        match self
+            .text
+            .and_then(|t| t.get(start..start.checked_add(raw.len())?))
+        {
+            Some(text) => std::borrow::Cow::Borrowed(text),
+            None => cell_text(raw),
+        }
+    }
 }
 
 /// A CSV cell as text: invalid UTF-8 replaced, NUL bytes removed (Airbyte issue 8300).
 fn cell_text(raw: &[u8]) -> std::borrow::Cow<'_, str> {
+    if let Ok(text) = std::str::from_utf8(raw)
+        && !raw.contains(&0)
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
     let text = String::from_utf8_lossy(raw);
     if text.contains('\0') {
         std::borrow::Cow::Owned(text.replace('\0', ""))
@@ -693,7 +757,211 @@ mod tests {
         assert_eq!(parse_timestamp("yesterday"), None);
     }
 
+    /// What `write_data` must print: the reference conversion, serialised.
+    fn reference(plan: &CsvPlan, row: &ByteRecord) -> String {
+        serde_json::to_string(&Value::Object(plan.convert(row))).unwrap()
+    }
+
+    fn direct(plan: &CsvPlan, row: &ByteRecord) -> String {
+        let mut out = Vec::new();
+        plan.write_data(row, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn direct_writer_matches_the_reference_on_awkward_rows() {
+        let rows: &[&[&str]] = &[
+            &[
+                "001A",
+                "  ",
+                "01234",
+                "false",
+                "1250000.50",
+                "42",
+                "2020-02-29",
+                "2024-01-02T03:04:05.000Z",
+                "Paris",
+                "75001",
+                "48.85",
+                "x",
+            ],
+            &[
+                "001B",
+                "say \"hi\"\\ \u{1}\t\n\r\u{8}\u{c}\u{7f}",
+                "NA",
+                "TRUE",
+                "-0.0",
+                "1e3",
+                "",
+                "2024-02-30T03:04:05.000Z",
+                "",
+                "",
+                "",
+                "",
+            ],
+            &[
+                "001C",
+                "héllo wörld ✓ 😀",
+                "null",
+                "yes",
+                "abc",
+                "4.5",
+                "x",
+                "2024-01-02T03:04:05.678+0100",
+                "",
+                "75001",
+                "1E400",
+                "",
+            ],
+            &[
+                "001D",
+                "",
+                "",
+                "",
+                " 12 ",
+                "9007199254740993",
+                "",
+                "2024-01-02",
+                "Zürich",
+                "",
+                "-33.5",
+                "",
+            ],
+            &[
+                "001E",
+                "a",
+                "b",
+                "False",
+                "1e-7",
+                "-9223372036854775808",
+                "",
+                "2024-12-31T23:59:60.000Z",
+                "",
+                "",
+                "",
+                "",
+            ],
+            &["001F", "short row"],
+            &[],
+            &[
+                "", "", "", "", "", "", "", "", "", "", "", "", "extra", "cells",
+            ],
+            &[
+                "001G",
+                "x",
+                "y",
+                "true",
+                "NaN",
+                "inf",
+                "",
+                "0000-01-01T00:00:00.000Z",
+                "",
+                "",
+                "48",
+                "",
+            ],
+        ];
+        for preserve_na in [false, true] {
+            let plan = CsvPlan::new(&csv_row(HEADER), &emit(), &components(), preserve_na);
+            for row in rows {
+                let row = csv_row(row);
+                assert_eq!(direct(&plan, &row), reference(&plan, &row), "{row:?}");
+            }
+        }
+        let plan = CsvPlan::new(&csv_row(&["Id", "Name"]), &emit(), &[], false);
+        for cells in [
+            vec![&b"001"[..], &b"a\xffb\0c"[..]],
+            // Valid as a whole row, not cell by cell: "é" split across two fields.
+            vec![&b"x\xc3"[..], &b"\xa9y"[..]],
+            vec![&b"\xc3"[..], &b"\xa9"[..]],
+            vec![&b"\xc3\xa9"[..], &b"\0"[..]],
+        ] {
+            let row = ByteRecord::from(cells);
+            assert_eq!(direct(&plan, &row), reference(&plan, &row), "{row:?}");
+        }
+    }
+
+    #[test]
+    fn a_repeated_column_falls_back_to_the_reference() {
+        let plan = CsvPlan::new(&csv_row(&["Id", "Name", "Id"]), &emit(), &[], false);
+        assert!(!plan.fast.exact);
+        let row = csv_row(&["1", "n", "2"]);
+        assert_eq!(direct(&plan, &row), r#"{"Id":"2","Name":"n"}"#);
+        assert_eq!(direct(&plan, &row), reference(&plan, &row));
+    }
+
+    #[test]
+    fn na_token_max_len_is_the_longest_token() {
+        assert_eq!(
+            NA_TOKENS.iter().map(|t| t.len()).max(),
+            Some(NA_TOKEN_MAX_LEN)
+        );
+    }
+
+    #[test]
+    fn canonical_timestamps_are_recognised_exactly() {
+        for t in [
+            "2024-01-02T03:04:05.000Z",
+            "2024-02-29T23:59:59.999Z",
+            "2000-02-29T00:00:00.000Z",
+            "0001-01-01T00:00:00.000Z",
+            "9999-12-31T23:59:59.999Z",
+        ] {
+            assert!(is_canonical_timestamp(t.as_bytes()), "{t}");
+            assert_eq!(format_timestamp(parse_timestamp(t).unwrap()), t);
+        }
+        for t in [
+            "2023-02-29T00:00:00.000Z",
+            "1900-02-29T00:00:00.000Z",
+            "2024-13-01T00:00:00.000Z",
+            "2024-01-00T00:00:00.000Z",
+            "2024-01-01T24:00:00.000Z",
+            "2024-01-01T00:60:00.000Z",
+            "2024-01-01T00:00:60.000Z",
+            "2024-01-01T00:00:00.000+0000",
+            "2024-01-01 00:00:00.000Z",
+            "0000-01-01T00:00:00.000Z",
+        ] {
+            assert!(!is_canonical_timestamp(t.as_bytes()), "{t}");
+        }
+    }
+
+    /// One CSV cell for the equivalence property: text of every awkward kind.
+    fn cell() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            prop::sample::select(NA_TOKENS).prop_map(str::to_owned),
+            prop::sample::select(vec![
+                "true", "FALSE", "True", "no", " 1 ", "-0", "1e5", "inf"
+            ])
+            .prop_map(str::to_owned),
+            any::<i64>().prop_map(|i| i.to_string()),
+            any::<f64>().prop_map(|f| f.to_string()),
+            (0i64..300_000_000_000, 0u32..1000).prop_map(|(s, ms)| {
+                DateTime::from_timestamp(s, ms * 1_000_000)
+                    .unwrap()
+                    .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                    .to_string()
+            }),
+            "[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{3}(Z|\\+0000)",
+            "\\PC{0,12}",
+            "[\\x00-\\x7f]{0,12}",
+        ]
+    }
+
     proptest! {
+        /// The direct writer prints exactly what serialising the reference conversion prints.
+        #[test]
+        fn direct_writer_matches_the_reference(
+            cells in prop::collection::vec(cell(), 0..14),
+            preserve_na in any::<bool>(),
+        ) {
+            let plan = CsvPlan::new(&csv_row(HEADER), &emit(), &components(), preserve_na);
+            let refs: Vec<&str> = cells.iter().map(String::as_str).collect();
+            let row = csv_row(&refs);
+            prop_assert_eq!(direct(&plan, &row), reference(&plan, &row));
+        }
+
         /// Text fields survive CSV → JSON unchanged (apart from empty = null).
         #[test]
         fn text_is_kept_exactly(text in "[^\\x00]{1,40}") {

@@ -53,13 +53,16 @@ use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DESCRIBE_STREAM, ObjectInfo, describe_stream};
 use crate::plan::{StreamPlan, plan_object, plan_stream};
 use crate::state::{self, full_refresh_state};
-use crate::stream::{Ctx, HEARTBEAT, Outcome, incomplete_rate_limited, run_stream, stream_error};
+use crate::stream::{
+    Ctx, HEARTBEAT, Out, Outcome, incomplete_rate_limited, run_stream, stream_error,
+};
 
 /// The connector specification printed by `spec`.
 const SPEC: &str = include_str!("../../../schemas/source-salesforce.spec.json");
 
-/// Messages buffered between the stream tasks and the writer.
-const CHANNEL_CAPACITY: usize = 1024;
+/// Items buffered between the stream tasks and the writer. RECORDs travel in batches of
+/// about 128 KiB, so this bounds the data in flight to a few MB whatever the row count.
+const CHANNEL_CAPACITY: usize = 16;
 
 /// The Salesforce source.
 #[derive(Debug, Default)]
@@ -418,10 +421,10 @@ async fn read(
     let mut waiting: Vec<Option<StreamPlan>> = plans.into_iter().map(Some).collect();
     let mut pending = waiting.len();
     let permits = Arc::new(Semaphore::new(config.num_workers as usize));
-    let (tx, mut rx) = mpsc::channel::<AirbyteMessage>(CHANNEL_CAPACITY);
+    let (tx, mut rx) = mpsc::channel::<Out>(CHANNEL_CAPACITY);
     let mut tx = Some(tx);
     let mut tasks = JoinSet::new();
-    let mut spawn = |plan: StreamPlan, head: Head, tx: &mpsc::Sender<AirbyteMessage>| {
+    let mut spawn = |plan: StreamPlan, head: Head, tx: &mpsc::Sender<Out>| {
         let (ctx, tx, permits) = (ctx.clone(), tx.clone(), permits.clone());
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
@@ -456,10 +459,15 @@ async fn read(
                 }
             }
             message = rx.recv() => {
-                let Some(message) = message else { break };
-                out.write(&message)?;
-                if !matches!(message, AirbyteMessage::Record { .. }) {
-                    rotation.flush(out)?;
+                match message {
+                    None => break,
+                    Some(Out::Records { lines, count }) => out.write_record_lines(&lines, count)?,
+                    Some(Out::Message(message)) => {
+                        out.write(&message)?;
+                        if !matches!(message, AirbyteMessage::Record { .. }) {
+                            rotation.flush(out)?;
+                        }
+                    }
                 }
             }
         }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use airbyte_protocol::{
-    AirbyteMessage, ConnectorError, StreamDescriptor, StreamStatus, SystemClock,
+    AirbyteMessage, Clock, ConnectorError, RecordFrame, StreamDescriptor, StreamStatus, SystemClock,
 };
 use chrono::{DateTime, Utc};
 use csv::ByteRecord;
@@ -29,6 +29,19 @@ use crate::state::{cursor_state, full_refresh_state};
 
 /// How often a stream waiting on a Bulk job repeats its STATE (the platform's heartbeat).
 pub(crate) const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+
+/// RECORD lines are handed to the writer in batches of about this many bytes (and at every
+/// other message of the stream, so order is kept).
+const BATCH_BYTES: usize = 128 * 1024;
+
+/// What a stream task sends to the writer loop.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A message other than a RECORD (or a RECORD built as a message).
+    Message(AirbyteMessage),
+    /// `count` RECORD lines framed with [`RecordFrame`], each ending in a newline.
+    Records { lines: Vec<u8>, count: u64 },
+}
 
 /// How a stream ended.
 #[derive(Debug)]
@@ -70,7 +83,12 @@ pub(crate) fn incomplete_rate_limited(descriptor: StreamDescriptor) -> AirbyteMe
 /// Per-stream progress: counts and the checkpoint.
 struct Progress<'a> {
     descriptor: StreamDescriptor,
-    tx: &'a mpsc::Sender<AirbyteMessage>,
+    tx: &'a mpsc::Sender<Out>,
+    /// This stream's RECORD line prefix, serialised once.
+    frame: RecordFrame,
+    /// RECORD lines not yet sent, and how many.
+    batch: Vec<u8>,
+    batched: u64,
     since_state: u64,
     total: u64,
     running: bool,
@@ -90,20 +108,96 @@ struct Progress<'a> {
 struct Closed;
 
 impl<'a> Progress<'a> {
+    /// Progress of the stream `descriptor` sending to `tx`, from the incremental checkpoint
+    /// `(cursor field, initial value)` if any.
+    fn new(
+        descriptor: StreamDescriptor,
+        tx: &'a mpsc::Sender<Out>,
+        checkpoint: Option<(String, DateTime<Utc>)>,
+    ) -> Self {
+        Self {
+            frame: RecordFrame::new(&descriptor.name, descriptor.namespace.as_deref()),
+            descriptor,
+            tx,
+            batch: Vec::with_capacity(BATCH_BYTES + 4096),
+            batched: 0,
+            since_state: 0,
+            total: 0,
+            running: false,
+            checkpoint,
+            tracker: CheckpointTracker::new(),
+            bad_cursor_logged: false,
+            hold: false,
+            finish_at: None,
+        }
+    }
+
     /// Starts a new ordered query: its rows are tracked afresh (the checkpoint is kept).
     fn new_query(&mut self) {
         self.tracker = CheckpointTracker::new();
     }
 
-    async fn send(&self, message: AirbyteMessage) -> Result<(), Closed> {
-        self.tx.send(message).await.map_err(|_| Closed)
+    /// Sends a message after the RECORD lines batched before it.
+    async fn send(&mut self, message: AirbyteMessage) -> Result<(), Closed> {
+        self.send_batch().await?;
+        self.tx
+            .send(Out::Message(message))
+            .await
+            .map_err(|_| Closed)
     }
 
+    /// Hands the batched RECORD lines to the writer.
+    async fn send_batch(&mut self) -> Result<(), Closed> {
+        if self.batched == 0 {
+            return Ok(());
+        }
+        let lines = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH_BYTES + 4096));
+        let count = std::mem::take(&mut self.batched);
+        self.tx
+            .send(Out::Records { lines, count })
+            .await
+            .map_err(|_| Closed)
+    }
+
+    /// Emits one REST row (a converted map).
     async fn record(
         &mut self,
         data: Map<String, Value>,
         cursor: Option<&str>,
     ) -> Result<(), Closed> {
+        self.before_record(cursor).await?;
+        self.frame.begin(&mut self.batch);
+        // A map of JSON values always serialises.
+        self.batch
+            .extend_from_slice(Value::Object(data).to_string().as_bytes());
+        self.after_record().await
+    }
+
+    /// Emits one Bulk CSV row, converted by `plan` straight into the batch.
+    async fn csv_record(
+        &mut self,
+        plan: &CsvPlan,
+        row: &ByteRecord,
+        cursor: Option<&str>,
+    ) -> Result<(), Closed> {
+        self.before_record(cursor).await?;
+        self.frame.begin(&mut self.batch);
+        plan.write_data(row, &mut self.batch);
+        self.after_record().await
+    }
+
+    /// Ends the line started by a record method and sends the batch once it is full.
+    async fn after_record(&mut self) -> Result<(), Closed> {
+        self.frame.finish(&mut self.batch, SystemClock.now_millis());
+        self.batched += 1;
+        if self.batch.len() >= BATCH_BYTES {
+            self.send_batch().await?;
+        }
+        Ok(())
+    }
+
+    /// The bookkeeping before a row: the RUNNING status, cursor tracking and counts.
+    async fn before_record(&mut self, cursor: Option<&str>) -> Result<(), Closed> {
         if !self.running {
             self.running = true;
             self.send(AirbyteMessage::stream_status(
@@ -131,13 +225,7 @@ impl<'a> Progress<'a> {
         }
         self.since_state += 1;
         self.total += 1;
-        self.send(AirbyteMessage::record(
-            self.descriptor.name.clone(),
-            self.descriptor.namespace.clone(),
-            data,
-            &SystemClock,
-        ))
-        .await
+        Ok(())
     }
 
     /// Emits a STATE for what is safe now (after a page), or `finished_at` when the query is done.
@@ -173,24 +261,16 @@ pub(crate) async fn run_stream(
     ctx: &Ctx,
     plan: StreamPlan,
     head: Head,
-    tx: &mpsc::Sender<AirbyteMessage>,
+    tx: &mpsc::Sender<Out>,
 ) -> Outcome {
     let descriptor = plan.descriptor.clone();
-    let mut progress = Progress {
-        descriptor: descriptor.clone(),
+    let mut progress = Progress::new(
+        descriptor.clone(),
         tx,
-        since_state: 0,
-        total: 0,
-        running: false,
-        checkpoint: plan
-            .incremental
+        plan.incremental
             .as_ref()
             .map(|i| (i.cursor.clone(), i.initial)),
-        tracker: CheckpointTracker::new(),
-        bad_cursor_logged: false,
-        hold: false,
-        finish_at: None,
-    };
+    );
     let started =
         AirbyteMessage::stream_status(descriptor.clone(), StreamStatus::Started, &SystemClock);
     if progress.send(started).await.is_err() {
@@ -245,13 +325,13 @@ pub(crate) async fn run_stream(
                     .await?;
                 Ok(Outcome::RateLimited)
             }
-            Err(StreamFailure::Failed(err)) => report_failure(&progress, err).await,
+            Err(StreamFailure::Failed(err)) => report_failure(&mut progress, err).await,
             Err(StreamFailure::InvalidField(err)) => {
-                report_failure(&progress, invalid_field(err, &plan.name)).await
+                report_failure(&mut progress, invalid_field(err, &plan.name)).await
             }
             Err(StreamFailure::Timeout(err)) => {
                 let what = format!("stream {}: the query timed out", plan.name);
-                report_failure(&progress, client_error(err, &what)).await
+                report_failure(&mut progress, client_error(err, &what)).await
             }
             Err(StreamFailure::Closed) => Err(Closed),
         }
@@ -263,7 +343,10 @@ pub(crate) async fn run_stream(
 }
 
 /// Ends a failed stream: its TRACE error, then `INCOMPLETE`.
-async fn report_failure(progress: &Progress<'_>, err: ConnectorError) -> Result<Outcome, Closed> {
+async fn report_failure(
+    progress: &mut Progress<'_>,
+    err: ConnectorError,
+) -> Result<Outcome, Closed> {
     let descriptor = progress.descriptor.clone();
     let err = err.with_stream(descriptor.clone());
     progress.send(stream_error(&err, &descriptor)).await?;
@@ -747,11 +830,10 @@ async fn read_bulk_results(
             if !got {
                 break;
             }
-            let data = csv_plan.convert(&row);
             let cursor_text = cursor_index
                 .and_then(|i| row.get(i))
                 .and_then(|b| std::str::from_utf8(b).ok());
-            progress.record(data, cursor_text).await?;
+            progress.csv_record(&csv_plan, &row, cursor_text).await?;
         }
         progress.state(None).await?;
     }
@@ -1168,10 +1250,19 @@ mod chunk_tests {
     use serde_json::json;
     use std::collections::BTreeMap;
 
-    async fn collect(mut rx: mpsc::Receiver<AirbyteMessage>) -> Vec<AirbyteMessage> {
+    async fn collect(mut rx: mpsc::Receiver<Out>) -> Vec<AirbyteMessage> {
         let mut out = Vec::new();
         while let Some(m) = rx.recv().await {
-            out.push(m);
+            match m {
+                Out::Message(m) => out.push(m),
+                Out::Records { lines, count } => {
+                    let before = out.len();
+                    for line in lines.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+                        out.push(serde_json::from_slice(line).unwrap());
+                    }
+                    assert_eq!(out.len() - before, count as usize);
+                }
+            }
         }
         out
     }
@@ -1228,21 +1319,14 @@ mod chunk_tests {
             let (ctx, plan) = (&ctx, &plan);
             async move {
                 let (tx, rx) = mpsc::channel(100_000);
-                let mut progress = Progress {
-                    descriptor: plan.descriptor.clone(),
-                    tx: &tx,
-                    since_state: 0,
-                    total: 0,
-                    running: true,
-                    checkpoint: plan
-                        .incremental
+                let mut progress = Progress::new(
+                    plan.descriptor.clone(),
+                    &tx,
+                    plan.incremental
                         .as_ref()
                         .map(|i| (i.cursor.clone(), i.initial)),
-                    tracker: CheckpointTracker::new(),
-                    bad_cursor_logged: false,
-                    hold: false,
-                    finish_at: None,
-                };
+                );
+                progress.running = true;
                 let result = if chunked {
                     // Split the SELECT list in three, each with Id first, as split_select would.
                     let soql = plan.soql_window(Api::Rest, window);
@@ -1370,8 +1454,10 @@ mod chunk_tests {
         let counter = tokio::spawn(async move {
             let mut records = 0u64;
             while let Some(m) = rx.recv().await {
-                if matches!(m, AirbyteMessage::Record { .. }) {
-                    records += 1;
+                match m {
+                    Out::Records { count, .. } => records += count,
+                    Out::Message(AirbyteMessage::Record { .. }) => records += 1,
+                    Out::Message(_) => {}
                 }
             }
             records

@@ -427,7 +427,10 @@ mod tests {
             let mut framed = MessageWriter::new(Vec::new());
             framed.write_record_lines(&line, 1).unwrap();
             framed.write_record_lines(&line, 1).unwrap();
-            assert_eq!((framed.records_written(), framed.messages_written()), (2, 2));
+            assert_eq!(
+                (framed.records_written(), framed.messages_written()),
+                (2, 2)
+            );
 
             let mut via_message = MessageWriter::new(Vec::new());
             for _ in 0..2 {
@@ -449,7 +452,8 @@ mod tests {
 
     #[test]
     fn raw_data_is_written_verbatim() {
-        let raw = serde_json::value::RawValue::from_string(r#"{"a":[1,2],"b":"x"}"#.into()).unwrap();
+        let raw =
+            serde_json::value::RawValue::from_string(r#"{"a":[1,2],"b":"x"}"#.into()).unwrap();
         let mut w = MessageWriter::new(Vec::new());
         w.write_record("s", None, &*raw, 3).unwrap();
         assert_eq!(
