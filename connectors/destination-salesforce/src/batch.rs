@@ -298,12 +298,15 @@ impl OpenBatch {
             .map_err(|e| self.err("writing the spool file", e))?;
         self.row_bytes += bytes as u64;
         self.row_cells += width as u64;
-        self.hashes.push(row_hash(
-            positions
-                .iter()
-                .zip(cells)
-                .map(|(&i, (_, v))| (i, v.as_bytes())),
-        ));
+        // Hashed in column order, as result rows are: a row's cells may come in another order
+        // (columns first seen in earlier rows keep their place).
+        let mut by_column: Vec<(usize, &[u8])> = positions
+            .iter()
+            .zip(cells)
+            .map(|(&i, (_, v))| (i, v.as_bytes()))
+            .collect();
+        by_column.sort_unstable_by_key(|&(i, _)| i);
+        self.hashes.push(row_hash(by_column.into_iter()));
         self.windows.push(windows);
         serde_json::to_writer(&mut self.sidecar, &Origin { position, record })
             .map_err(|e| self.err("writing the sidecar file", io::Error::other(e)))?;
@@ -691,5 +694,46 @@ mod tests {
         assert_eq!(origins.len(), 2);
         assert_eq!(origins[0].position, 2);
         assert_eq!(origins[1].record.get(), r#"{"LastName":"C","n":3}"#);
+    }
+
+    #[test]
+    fn a_row_whose_cells_come_in_another_order_than_the_columns_still_links() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = OpenBatch::new(1, "Contact", 0, dir.path()).unwrap();
+        let w = Windows::default();
+        b.push(
+            &cells(&[("LastName", "A"), ("Phone", "#N/A")]),
+            1,
+            &rec(json!({})),
+            w,
+        )
+        .unwrap();
+        // Ext_Id__c is new (column 2) but comes before Phone (column 1) in this row.
+        b.push(
+            &cells(&[("LastName", "B"), ("Ext_Id__c", "K-1"), ("Phone", "#N/A")]),
+            2,
+            &rec(json!({})),
+            w,
+        )
+        .unwrap();
+        let ready = b.finish(dir.path()).unwrap();
+        assert_eq!(ready.columns, ["LastName", "Phone", "Ext_Id__c"]);
+        let mut linker = Linker::new(&ready.hashes);
+        let header = csv::ByteRecord::from(vec![
+            "sf__Id",
+            "sf__Error",
+            "LastName",
+            "Phone",
+            "Ext_Id__c",
+        ]);
+        let map = result_columns(&ready.columns, &header);
+        let row = csv::ByteRecord::from(vec![
+            "",
+            "DUPLICATE_VALUE:x:Ext_Id__c --",
+            "B",
+            "#N/A",
+            "K-1",
+        ]);
+        assert_eq!(linker.take(result_hash(&map, &row)), Some(1));
     }
 }

@@ -65,7 +65,9 @@ pub fn field_schema(f: &FieldDescribe) -> Value {
             }
             s.insert("enum".into(), Value::Array(values));
         }
-        Kind::Text | Kind::Picklist | Kind::MultiPicklist | Kind::Id if f.length > 0 => {
+        Kind::Text | Kind::Email | Kind::Picklist | Kind::MultiPicklist | Kind::Id
+            if f.length > 0 =>
+        {
             s.insert("maxLength".into(), json!(f.length));
         }
         _ => {}

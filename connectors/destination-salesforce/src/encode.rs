@@ -10,8 +10,11 @@
 //!   non-nillable fields (`REQUIRED_FIELD_MISSING`), a missing matching key (`MISSING_ARGUMENT`);
 //! - types (`INVALID_TYPE_ON_FIELD_IN_RECORD`), ids (`MALFORMED_ID`), text lengths and the Bulk
 //!   API's 32,000-character cell limit (`STRING_TOO_LONG`), numeric ranges
-//!   (`NUMBER_OUTSIDE_VALID_RANGE`) and restricted picklists
-//!   (`INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`).
+//!   (`NUMBER_OUTSIDE_VALID_RANGE`), restricted picklists
+//!   (`INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST`) and email addresses that are malformed under any
+//!   reading (`INVALID_EMAIL_ADDRESS`: no `@`, nothing before or after it, a second `@`,
+//!   whitespace, a domain starting or ending with a dot); stricter rules are left to Salesforce,
+//!   so a record it would accept is never refused here.
 //!
 //! Cells follow the Bulk API 2.0 CSV rules: an explicit `null` becomes `#N/A` (set the field to
 //! null), an absent key sends nothing (an empty cell, which leaves the field unchanged); booleans
@@ -65,6 +68,8 @@ pub enum Kind {
     Base64,
     /// `address`, `location` (written through their component fields).
     Compound,
+    /// `email`: text checked for an address shape.
+    Email,
     /// Everything else: text of some kind.
     Text,
 }
@@ -85,6 +90,7 @@ impl Kind {
             "multipicklist" => Self::MultiPicklist,
             "base64" => Self::Base64,
             "address" | "location" => Self::Compound,
+            "email" => Self::Email,
             _ => Self::Text,
         }
     }
@@ -665,6 +671,17 @@ impl RowEncoder {
                 ));
             }
             Kind::Compound | Kind::Text => self.check_length(f, text_of(value))?,
+            Kind::Email => {
+                let s = text_of(value);
+                if !is_email_shaped(&s) {
+                    return Err(RowError::new(
+                        "INVALID_EMAIL_ADDRESS",
+                        format!("{}: invalid email address: {s}", f.name),
+                        &f.name,
+                    ));
+                }
+                self.check_length(f, s)?
+            }
         };
         Ok(cell)
     }
@@ -699,6 +716,21 @@ impl RowEncoder {
         }
         Ok(s)
     }
+}
+
+/// Whether `s` can be an email address under any reading: one `@` with text on both sides, no
+/// whitespace, and a domain that neither starts nor ends with a dot. Salesforce refuses every
+/// value this refuses (`INVALID_EMAIL_ADDRESS`); it may refuse more.
+fn is_email_shaped(s: &str) -> bool {
+    let Some((local, domain)) = s.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.is_empty()
+        && !domain.contains('@')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !s.chars().any(char::is_whitespace)
 }
 
 /// Text of any JSON value: strings as is, nested values as compact JSON.
@@ -941,6 +973,8 @@ mod tests {
         account.relationship_name = Some("Account".into());
         let mut count = field("Count__c", Kind::Int);
         count.precision = 3;
+        let mut email = field("Email", Kind::Email);
+        email.length = 20;
         Arc::new(ObjectSchema::new(
             "Contact",
             vec![
@@ -960,6 +994,7 @@ mod tests {
                 field("Notes__c", Kind::Text),
                 field("Photo__c", Kind::Base64),
                 field("Big__c", Kind::Long),
+                email,
             ],
         ))
     }
@@ -1134,6 +1169,36 @@ mod tests {
         let e = cell("LastName", json!("ElevenChars")).unwrap_err();
         assert_eq!(e.code, "STRING_TOO_LONG");
         assert_eq!(e.fields, vec!["LastName"]);
+    }
+
+    #[test]
+    fn malformed_email_addresses_are_rejected_like_salesforce_does() {
+        for bad in [
+            "bad@",
+            "@example.com",
+            "not-an-email",
+            "a@b@c.com",
+            "still not@an.email",
+            "a@.example.com",
+            "a@example.com.",
+            "tab\t@example.com",
+        ] {
+            let e = cell("Email", json!(bad)).unwrap_err();
+            assert_eq!(e.code, "INVALID_EMAIL_ADDRESS", "{bad:?}");
+            assert_eq!(e.message, format!("Email: invalid email address: {bad}"));
+            assert_eq!(e.fields, vec!["Email"]);
+        }
+        for good in ["ann@example.com", "a.b+tag@x", "o'neil@sub.exa.co"] {
+            assert_eq!(cell("Email", json!(good)).unwrap(), good, "{good:?}");
+        }
+        assert_eq!(cell("Email", json!(null)).unwrap(), NULL_CELL);
+        assert_eq!(cell("Email", json!("")).unwrap(), "", "empty: nothing sent");
+        assert_eq!(
+            cell("Email", json!("twenty-one@example.co"))
+                .unwrap_err()
+                .code,
+            "STRING_TOO_LONG"
+        );
     }
 
     #[test]
