@@ -499,7 +499,10 @@ async fn read_stream(
                     .and_then(|r| r.get(key))
                     .and_then(Value::as_str)
                     .map(str::to_owned);
-                match (continue_rest(ctx, plan, first, progress).await?, last) {
+                match (
+                    continue_rest(ctx, plan, first, progress, &mut None).await?,
+                    last,
+                ) {
                     (false, _) => Ok(()),
                     (true, Some(last)) => {
                         read_full_refresh_after(ctx, plan, key, &last, progress).await
@@ -536,14 +539,20 @@ async fn read_stream(
             return Ok(());
         }
         Head::FirstPage(first) => {
-            if !continue_rest(ctx, plan, first, progress).await? {
+            let mut held_back = None;
+            if !continue_rest(ctx, plan, first, progress, &mut held_back).await? {
                 return Ok(());
             }
-            // Every row up to the tie-safe point is out; Bulk reads the rest of the range.
-            let from = progress
-                .tracker
-                .safe()
-                .map_or(inc.lower, |safe| (*safe).max(inc.lower));
+            // Every row below the page's held-back last cursor value is out and none at or above
+            // it, so Bulk reads from that value on: nothing is emitted twice. Without one (no
+            // cursor values on the page), every row up to the tie-safe point is out.
+            let from = match held_back {
+                Some(value) => value.max(inc.lower),
+                None => progress
+                    .tracker
+                    .safe()
+                    .map_or(inc.lower, |safe| (*safe).max(inc.lower)),
+            };
             windows = std::collections::VecDeque::from([(from, inc.upper)]);
             api = Api::Bulk;
         }
@@ -606,6 +615,7 @@ async fn continue_rest(
     plan: &StreamPlan,
     first: FirstPage,
     progress: &mut Progress<'_>,
+    held_back: &mut Option<DateTime<Utc>>,
 ) -> Result<bool, StreamFailure> {
     let FirstPage { page, slot } = first;
     let mut slot = slot;
@@ -627,6 +637,16 @@ async fn continue_rest(
     let rest_plan = RestPlan::new(plan.emit.clone());
     let cursor = plan.incremental.as_ref().map(|i| i.cursor.clone());
     let mut page = page;
+    if bulk_rest && let Some(c) = cursor.as_deref() {
+        // The page's last cursor value may go on past the page. Before handing the rest to a
+        // Bulk job, hold its rows back (the page is ordered by the cursor, so they end it): the
+        // job reads from that value on and emits them once.
+        let value = |r: &Record| r.get(c).and_then(Value::as_str).and_then(parse_timestamp);
+        if let Some(last) = page.records.last().and_then(value) {
+            page.records.retain(|r| value(r).is_none_or(|v| v < last));
+            *held_back = Some(last);
+        }
+    }
     loop {
         let next = if page.done {
             None
