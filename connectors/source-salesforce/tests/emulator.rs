@@ -141,7 +141,13 @@ pub(crate) fn states_of<'a>(run: &'a Run, stream: &str) -> Vec<&'a Value> {
 /// Rows the emulator holds for an object, counted through its REST API with queryAll semantics
 /// (soft-deleted rows included), as a real org would answer.
 pub(crate) fn emulator_rows(org: &Org, object: &str) -> u64 {
+    query_count(org, &format!("SELECT COUNT() FROM {object}"))
+}
+
+/// The `totalSize` of a SOQL query through the emulator's REST API (queryAll semantics).
+pub(crate) fn query_count(org: &Org, soql: &str) -> u64 {
     let base = org.handle.base_url.clone();
+    let soql = soql.to_owned();
     block_on(async move {
         let http = reqwest::Client::new();
         let token: Value = http
@@ -161,7 +167,7 @@ pub(crate) fn emulator_rows(org: &Org, object: &str) -> u64 {
         let access = token["access_token"].as_str().unwrap().to_owned();
         let page: Value = http
             .get(format!("{base}/services/data/v62.0/queryAll/"))
-            .query(&[("q", format!("SELECT COUNT() FROM {object}"))])
+            .query(&[("q", soql)])
             .bearer_auth(access)
             .send()
             .await

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use testkit::{Run, json_file, run_connector};
 
 use crate::emulator::{
-    Org, bin, block_on, configured, discover, emulator_rows, path, records_of, states_of,
+    Org, bin, block_on, configured, discover, emulator_rows, path, query_count, records_of,
+    states_of,
 };
 
 /// Runs `read` with `config` (not the default test config).
@@ -182,40 +183,6 @@ fn repeat_syncs_of_fifty_objects() {
     assert!(calls <= 10, "{calls} calls");
 }
 
-/// A row count through the emulator's REST API (queryAll semantics).
-fn count(org: &Org, soql: &str) -> u64 {
-    let base = org.handle.base_url.clone();
-    let soql = soql.to_owned();
-    block_on(async move {
-        let http = reqwest::Client::new();
-        let token: Value = http
-            .post(format!("{base}/services/oauth2/token"))
-            .form(&[
-                ("grant_type", "refresh_token"),
-                ("client_id", "emulator-client-id"),
-                ("client_secret", "emulator-client-secret"),
-                ("refresh_token", "emulator-refresh-token"),
-            ])
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let page: Value = http
-            .get(format!("{base}/services/data/v62.0/queryAll/"))
-            .query(&[("q", soql)])
-            .bearer_auth(token["access_token"].as_str().unwrap())
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        page["totalSize"].as_u64().unwrap()
-    })
-}
-
 fn ids_of(run: &Run, stream: &str) -> Vec<String> {
     records_of(run, stream)
         .iter()
@@ -291,7 +258,7 @@ fn an_old_state_is_queried_not_checked() {
     config["lookback_window"] = json!("PT0S");
     let run = read_with(&config, &configured, Some(&state));
     assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
-    let want = count(
+    let want = query_count(
         &org,
         &format!("SELECT COUNT() FROM Account WHERE SystemModstamp >= {since}"),
     );
