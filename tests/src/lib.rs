@@ -15,6 +15,8 @@
 //! - [`workspace_bin`] finds a workspace binary (`target/<profile>/<name>`) from the path of the
 //!   running test executable, for tests in packages that cannot use `CARGO_BIN_EXE_<name>`.
 //! - [`json_file`] writes a JSON value to a temp file (configs, catalogs, states).
+//! - [`cli_edge`]: the command-line edge cases both connectors share, expanded into each connector's
+//!   tests by [`cli_edge_tests!`].
 
 use std::ffi::OsStr;
 use std::fs::{self, OpenOptions};
@@ -26,6 +28,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+pub mod cli_edge;
 
 /// Environment variable naming the directory that receives a copy of every connector stdout line.
 pub const CAPTURE_DIR_ENV: &str = "AIRBYTE_PROTOCOL_CAPTURE_DIR";
