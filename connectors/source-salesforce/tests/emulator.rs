@@ -94,7 +94,12 @@ pub(crate) fn configured(catalog: &Value, names: &[&str], sync_mode: &str) -> Va
 }
 
 pub(crate) fn read(org: &Org, catalog: &Value, state: Option<&Value>) -> Run {
-    let config = json_file(&org.config());
+    read_with(&org.config(), catalog, state)
+}
+
+/// Runs `read` with `config` (not the default test config).
+pub(crate) fn read_with(config: &Value, catalog: &Value, state: Option<&Value>) -> Run {
+    let config = json_file(config);
     let catalog = json_file(catalog);
     let state_file = state.map(json_file);
     let mut args = vec![
@@ -108,6 +113,19 @@ pub(crate) fn read(org: &Org, catalog: &Value, state: Option<&Value>) -> Run {
         args.extend(["--state", path(s)]);
     }
     run_connector(bin(), &args, None)
+}
+
+/// The last STATE of every stream of a run, as the next run's input state.
+pub(crate) fn final_states(run: &Run) -> Value {
+    let mut last: std::collections::BTreeMap<String, Value> = Default::default();
+    for s in run.of_type("STATE") {
+        let name = s["state"]["stream"]["stream_descriptor"]["name"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        last.insert(name, s["state"].clone());
+    }
+    Value::Array(last.into_values().collect())
 }
 
 pub(crate) fn records_of<'a>(run: &'a Run, stream: &str) -> Vec<&'a Value> {

@@ -6,40 +6,9 @@ use serde_json::{Value, json};
 use testkit::{Run, json_file, run_connector};
 
 use crate::emulator::{
-    Org, bin, block_on, configured, discover, emulator_rows, path, query_count, records_of,
-    states_of,
+    Org, block_on, configured, discover, emulator_rows, final_states, query_count, read_with,
+    records_of, states_of,
 };
-
-/// Runs `read` with `config` (not the default test config).
-fn read_with(config: &Value, catalog: &Value, state: Option<&Value>) -> Run {
-    let config = json_file(config);
-    let catalog = json_file(catalog);
-    let state_file = state.map(json_file);
-    let mut args = vec![
-        "read",
-        "--config",
-        path(&config),
-        "--catalog",
-        path(&catalog),
-    ];
-    if let Some(s) = &state_file {
-        args.extend(["--state", path(s)]);
-    }
-    run_connector(bin(), &args, None)
-}
-
-/// The last STATE of every stream of a run, as the next run's input state.
-fn final_states(run: &Run) -> Value {
-    let mut last: std::collections::BTreeMap<String, Value> = Default::default();
-    for s in run.of_type("STATE") {
-        let name = s["state"]["stream"]["stream_descriptor"]["name"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        last.insert(name, s["state"].clone());
-    }
-    Value::Array(last.into_values().collect())
-}
 
 /// Updates `Name` of `ids` of `object` through the emulator's admin API.
 fn touch(org: &Org, object: &str, ids: &[String]) {

@@ -2,4 +2,5 @@
 
 mod cli;
 mod emulator;
+mod faults;
 mod quota;
