@@ -299,6 +299,39 @@ impl RefRun {
             .collect()
     }
 
+    /// Asserts the reference emitted exactly as many records of `stream` as the emulator holds.
+    fn assert_read_all(&self, stream: &str) {
+        assert_eq!(
+            self.records(stream).len() as u64,
+            rows_of(stream),
+            "{}",
+            self.report()
+        );
+    }
+
+    /// Asserts `exchange` answered with a Salesforce error list whose first `errorCode` is `code`.
+    fn assert_error_code(&self, exchange: &Exchange, code: &str) {
+        let body = exchange.json().unwrap_or(Value::Null);
+        assert_eq!(body[0]["errorCode"], code, "{}", self.report());
+    }
+
+    /// Asserts the reference asked for a token more than once (it logged in again).
+    fn assert_logged_in_again(&self) {
+        assert!(
+            self.exchanges("POST", "/services/oauth2/token").len() >= 2,
+            "no second login{}",
+            self.report()
+        );
+    }
+
+    /// The exchanges answered with `status`.
+    fn answered(&self, status: u64) -> Vec<&Exchange> {
+        self.traffic
+            .iter()
+            .filter(|e| e.status() == Some(status))
+            .collect()
+    }
+
     fn exchanges(&self, method: &str, path_contains: &str) -> Vec<&Exchange> {
         self.traffic
             .iter()
@@ -2034,12 +2067,7 @@ async fn reference_falls_back_to_rest_when_bulk_job_fails() {
         "no REST fallback{}",
         run.report()
     );
-    assert_eq!(
-        run.records("Opportunity").len() as u64,
-        rows_of("Opportunity"),
-        "{}",
-        run.report()
-    );
+    run.assert_read_all("Opportunity");
 }
 
 /// Reads `stream` (full refresh) with `faults` injected after discovery; returns the run.
@@ -2063,34 +2091,15 @@ async fn reference_logs_in_again_after_invalid_session() {
     )
     .await;
     run.assert_clean_except(|e| e.status() == Some(401));
-    let expired: Vec<_> = run
-        .traffic
-        .iter()
-        .filter(|e| e.status() == Some(401))
-        .collect();
+    let expired: Vec<_> = run.answered(401);
     assert!(
         !expired.is_empty(),
         "the injected 401 never reached the reference{}",
         run.report()
     );
-    let body = expired[0].json().unwrap_or(Value::Null);
-    assert_eq!(
-        body[0]["errorCode"],
-        "INVALID_SESSION_ID",
-        "{}",
-        run.report()
-    );
-    assert!(
-        run.exchanges("POST", "/services/oauth2/token").len() >= 2,
-        "no second login{}",
-        run.report()
-    );
-    assert_eq!(
-        run.records("Attachment").len() as u64,
-        rows_of("Attachment"),
-        "{}",
-        run.report()
-    );
+    run.assert_error_code(expired[0], "INVALID_SESSION_ID");
+    run.assert_logged_in_again();
+    run.assert_read_all("Attachment");
 }
 
 /// The Bulk requesters refresh the token on their own path (anchors §3.1, §6): a 401 on a job
@@ -2106,11 +2115,7 @@ async fn reference_bulk_logs_in_again_after_invalid_session() {
     )
     .await;
     run.assert_clean_except(|e| e.status() == Some(401));
-    let expired: Vec<_> = run
-        .traffic
-        .iter()
-        .filter(|e| e.status() == Some(401))
-        .collect();
+    let expired: Vec<_> = run.answered(401);
     // The 401 expires the token for good, so every retry before the reference's next allowed
     // login (it skips logins within 10 s of the last one) is a 401 too.
     assert!(
@@ -2118,25 +2123,10 @@ async fn reference_bulk_logs_in_again_after_invalid_session() {
         "{}",
         run.report()
     );
-    let body = expired[0].json().unwrap_or(Value::Null);
-    assert_eq!(
-        body[0]["errorCode"],
-        "INVALID_SESSION_ID",
-        "{}",
-        run.report()
-    );
-    assert!(
-        run.exchanges("POST", "/services/oauth2/token").len() >= 2,
-        "no second login{}",
-        run.report()
-    );
+    run.assert_error_code(expired[0], "INVALID_SESSION_ID");
+    run.assert_logged_in_again();
     assert_bulk_path(&run, "Opportunity");
-    assert_eq!(
-        run.records("Opportunity").len() as u64,
-        rows_of("Opportunity"),
-        "{}",
-        run.report()
-    );
+    run.assert_read_all("Opportunity");
 }
 
 /// 503s are retried (anchors §6) and the Bulk read completes.
@@ -2160,12 +2150,7 @@ async fn reference_retries_server_unavailable() {
         .collect();
     assert_eq!(retried, vec![Some(503), Some(429)], "{}", run.report());
     assert_bulk_path(&run, "Opportunity");
-    assert_eq!(
-        run.records("Opportunity").len() as u64,
-        rows_of("Opportunity"),
-        "{}",
-        run.report()
-    );
+    run.assert_read_all("Opportunity");
 }
 
 /// A 403 `REQUEST_LIMIT_EXCEEDED` on Bulk job creation sends the reference to REST (anchors §4.6,
@@ -2187,24 +2172,13 @@ async fn reference_switches_to_rest_when_bulk_creation_hits_the_limit() {
         "{}",
         run.report()
     );
-    let body = limited[0].json().unwrap_or(Value::Null);
-    assert_eq!(
-        body[0]["errorCode"],
-        "REQUEST_LIMIT_EXCEEDED",
-        "{}",
-        run.report()
-    );
+    run.assert_error_code(limited[0], "REQUEST_LIMIT_EXCEEDED");
     assert!(
         !run.exchanges("GET", "/queryAll").is_empty(),
         "no REST fallback{}",
         run.report()
     );
-    assert_eq!(
-        run.records("Opportunity").len() as u64,
-        rows_of("Opportunity"),
-        "{}",
-        run.report()
-    );
+    run.assert_read_all("Opportunity");
 }
 
 /// A 403 `REQUEST_LIMIT_EXCEEDED` on a REST query fails that stream as a transient error without
