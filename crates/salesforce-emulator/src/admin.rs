@@ -26,6 +26,7 @@ fn ok(j: Json) -> Response {
 pub fn router() -> Router<Arc<EmulatorState>> {
     Router::new()
         .route("/calls", get(calls))
+        .route("/mutations", get(mutations))
         .route("/reset", post(reset))
         .route("/faults", get(get_faults).put(put_faults).post(put_faults))
         .route(
@@ -45,6 +46,16 @@ pub fn router() -> Router<Arc<EmulatorState>> {
 async fn calls(State(state): St) -> Response {
     let c = lock(&state.counters).clone();
     ok(json!({"total": c.total, "by_endpoint": c.by_endpoint, "daily_used": c.daily_used}))
+}
+
+/// `GET /__emulator/mutations` → the background mutation counters
+/// ([`crate::state::MutationStats`]) plus the configured interval and objects.
+async fn mutations(State(state): St) -> Response {
+    let stats = lock(&state.mutations).clone();
+    let mut j = serde_json::to_value(stats).unwrap_or(Json::Null);
+    j["interval_ms"] = json!(state.config.mutations.interval_ms);
+    j["objects"] = json!(state.mutation_objects());
+    ok(j)
 }
 
 /// `POST /__emulator/reset`: zeroes the counters (including the daily usage).

@@ -236,7 +236,7 @@ async fn api_layer(State(state): State<Arc<EmulatorState>>, req: Request, next: 
         add_limit_header(&state, &mut r);
         return r;
     }
-    let (scripted, rate, status, conc, latency) = {
+    let (scripted, rate, status, conc, latency, long_limit) = {
         let mut f = lock(&state.faults);
         let s = if f.script.is_empty() {
             None
@@ -249,7 +249,21 @@ async fn api_layer(State(state): State<Arc<EmulatorState>>, req: Request, next: 
             f.error_status,
             f.concurrent_limit_rate,
             f.latency_ms,
+            f.concurrent_long_requests
+                .map(|n| (n, f.long_request_ms.unwrap_or(20_000))),
         )
+    };
+    // §3.3 REQUEST_LIMIT_EXCEEDED (concurrent): requests running ≥ 20 s count against a per-org
+    // cap; past it, new requests are refused at once (the threshold is a fault setting so tests
+    // stay fast).
+    let in_flight = match long_limit {
+        Some((n, min_age)) => {
+            if state.long_running(min_age) >= n as usize {
+                return concurrent_limit_error();
+            }
+            Some(state.begin_request())
+        }
+        None => None,
     };
     if latency > 0 {
         tokio::time::sleep(std::time::Duration::from_millis(latency)).await;
@@ -258,12 +272,7 @@ async fn api_layer(State(state): State<Arc<EmulatorState>>, req: Request, next: 
         return injected(&state, s, Some(&token));
     }
     if conc > 0.0 && state.roll() < conc {
-        return ApiError::new(
-            403,
-            "REQUEST_LIMIT_EXCEEDED",
-            "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
-        )
-        .into_response();
+        return concurrent_limit_error();
     }
     if rate > 0.0 && state.roll() < rate {
         return injected(&state, if status == 0 { 503 } else { status }, Some(&token));
@@ -273,7 +282,28 @@ async fn api_layer(State(state): State<Arc<EmulatorState>>, req: Request, next: 
         state.count_call(&endpoint);
     }
     add_limit_header(&state, &mut resp);
-    resp
+    match in_flight {
+        // The request stays in flight until its body has been sent (or the client hung up).
+        Some(guard) => resp.map(|body| {
+            use futures::StreamExt;
+            Body::from_stream(body.into_data_stream().map(move |chunk| {
+                let _ = &guard;
+                chunk
+            }))
+        }),
+        None => resp,
+    }
+}
+
+/// 403 `REQUEST_LIMIT_EXCEEDED` for too many concurrent long-running requests (§3.3; message as
+/// in the reference's sources: `ConcurrentRequests (Concurrent API Requests) Limit exceeded.`).
+fn concurrent_limit_error() -> Response {
+    ApiError::new(
+        403,
+        "REQUEST_LIMIT_EXCEEDED",
+        "ConcurrentRequests (Concurrent API Requests) Limit exceeded.",
+    )
+    .into_response()
 }
 
 fn add_limit_header(state: &EmulatorState, resp: &mut Response) {
@@ -319,7 +349,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         .route(&format!("{d}/sobjects/"), get(rest::describe_global))
         .route(
             &format!("{d}/sobjects/{{object}}"),
-            get(rest::sobject_basic),
+            get(rest::sobject_basic).post(rest::create),
         )
         .route(
             &format!("{d}/sobjects/{{object}}/describe"),
@@ -347,7 +377,7 @@ pub fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route(
             &format!("{d}/sobjects/{{object}}/{{id}}"),
-            get(rest::retrieve),
+            get(rest::retrieve).patch(rest::update).delete(rest::delete),
         )
         .route(
             &format!("{d}/sobjects/{{object}}/{{id}}/{{field}}"),
@@ -420,7 +450,44 @@ pub async fn run(
         }
     }
     tracing::info!(%addr, "salesforce emulator listening");
-    serve(listener, router(state), shutdown).await
+    let mutator = spawn_mutations(state.clone());
+    let served = serve(listener, router(state), shutdown).await;
+    if let Some(task) = mutator {
+        task.abort();
+    }
+    served
+}
+
+/// Starts the background mutation task when [`crate::config::Mutations::interval_ms`] is set:
+/// one [`EmulatorState::mutate_tick`] per interval, run off the async workers.
+fn spawn_mutations(state: Arc<EmulatorState>) -> Option<tokio::task::JoinHandle<()>> {
+    let ms = state.config.mutations.interval_ms;
+    if ms == 0 {
+        return None;
+    }
+    tracing::info!(
+        interval_ms = ms,
+        objects = ?state.mutation_objects(),
+        "background mutations on"
+    );
+    Some(tokio::spawn(async move {
+        let period = std::time::Duration::from_millis(ms);
+        let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut tick = 0u64;
+        loop {
+            interval.tick().await;
+            let st = state.clone();
+            let t = tick;
+            if tokio::task::spawn_blocking(move || st.mutate_tick(t))
+                .await
+                .is_err()
+            {
+                tracing::warn!(tick, "mutation tick panicked");
+            }
+            tick += 1;
+        }
+    }))
 }
 
 /// Serves HTTP/1.1 connections until `shutdown` resolves, then lets open connections finish.

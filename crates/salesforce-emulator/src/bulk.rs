@@ -279,9 +279,11 @@ fn create_job(state: &Arc<EmulatorState>, v: &str, body: &[u8]) -> Result<Arc<Qu
             "Selecting compound data not supported in Bulk Query",
         ));
     }
-    // §5.1/§9.10: base64 fields rejected (switch).
-    if sw.bulk_reject_base64
-        && let Some(f) = query.select.iter().find(|f| f.ty == FieldType::Base64)
+    // §5.1 "Unsupported-in-CSV fields": complexvalue always; base64 behind the §9.10 switch.
+    if let Some(f) = query
+        .select
+        .iter()
+        .find(|f| !f.ty.csv_serializable() || (sw.bulk_reject_base64 && f.ty == FieldType::Base64))
     {
         return Err(ApiError::new(
             400,

@@ -226,8 +226,16 @@ pub struct Faults {
     pub error_status: u16,
     /// 5xx bodies as an HTML page instead of the JSON array (§3.4).
     pub html_errors: bool,
-    /// Fraction of API calls answered 403 `ConcurrentRequests` (§3.3).
+    /// Fraction of API calls answered 403 `ConcurrentRequests` (§3.3), at random.
     pub concurrent_limit_rate: f64,
+    /// Concurrent long-running request limit (§3.3 `REQUEST_LIMIT_EXCEEDED`: "too many ≥20 s
+    /// requests: 25 prod/sandbox, 5 dev/trial"): while this many API requests have been in
+    /// flight for at least [`Faults::long_request_ms`], a new request is answered 403
+    /// `REQUEST_LIMIT_EXCEEDED` `ConcurrentRequests (Concurrent API Requests) Limit exceeded.`
+    /// A request is in flight until its response body has been sent. `None`: no limit.
+    pub concurrent_long_requests: Option<u32>,
+    /// Age (ms) at which an in-flight request counts as long-running (`None`: 20,000, §3.3).
+    pub long_request_ms: Option<u64>,
     /// Added latency per API call (ms).
     pub latency_ms: u64,
     /// Daily API request allocation override (`DailyApiRequests.Max`).
@@ -247,6 +255,24 @@ pub struct Faults {
     pub ingest_row_lock_every: Option<u64>,
     /// Written rows become visible this many ms after the write (late-visible records, §4.2).
     pub late_visible_ms: u64,
+}
+
+/// Background data mutations over time (issue 3 "Mutations over time: inserts, updates, deletes
+/// give incremental syncs something to find"); off unless `interval_ms > 0`.
+///
+/// Every `interval_ms` a background task applies `batch` row operations to each object of
+/// `objects` through the store's write path, so each written row gets `SystemModstamp` /
+/// `LastModifiedDate` = now (§4.4) and each soft delete is visible to queryAll only (§4.5). Which
+/// operation hits which row is a pure function of (seed, tick number, object, slot).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Mutations {
+    /// Milliseconds between mutation ticks (0: off, the default).
+    pub interval_ms: u64,
+    /// Row operations per object per tick (0 is read as 10).
+    pub batch: u32,
+    /// Objects to mutate; empty: the objects named in [`Config::rows`], or `Account` when none is.
+    pub objects: Vec<String>,
 }
 
 /// Emulator configuration.
@@ -288,6 +314,13 @@ pub struct Config {
     /// Add `Wide__c` with this many custom text fields (0, default: no such object); 800 fields
     /// make a REST SELECT of every field exceed the 16,384-byte URI limit (§2.8).
     pub wide_object_fields: u32,
+    /// Background inserts / updates / soft deletes over time (off by default).
+    pub mutations: Mutations,
+    /// The API user has "View Encrypted Data": query results (REST and Bulk) show
+    /// `encryptedstring` values in clear text. Default false: every character is masked with `*`
+    /// (Salesforce's default mask type "all" with the asterisk mask character). The reference is
+    /// silent on masking (§2.7), so this is a named setting; it is fixed for the org's lifetime.
+    pub view_encrypted_data: bool,
 }
 
 impl Default for Config {
@@ -309,6 +342,8 @@ impl Default for Config {
             extra_custom_objects: 0,
             content_document_link: false,
             wide_object_fields: 0,
+            mutations: Mutations::default(),
+            view_encrypted_data: false,
         }
     }
 }

@@ -7,7 +7,9 @@
 //! clusters").
 
 use crate::ids;
-use crate::schema::{FieldDef, FieldType, Gen, ObjectDef, Schema, Source};
+use crate::schema::{
+    COUNTRY_CODES, FieldDef, FieldType, Gen, ObjectDef, STATE_CODES, Schema, Source, StageAttr,
+};
 use crate::value::Value;
 use std::sync::Arc;
 
@@ -366,6 +368,63 @@ impl GenCtx {
                 serde_json::json!({"n": i, "tag": pick(h, WORDS), "ok": h.is_multiple_of(2)})
                     .to_string(),
             ),
+            Gen::CountryCode => {
+                Value::Lit(COUNTRY_CODES[(h % COUNTRY_CODES.len() as u64) as usize].0)
+            }
+            Gen::StateCode => {
+                // The state must belong to the row's country (dependent picklist).
+                let def = &schema.objects[obj];
+                let country = f
+                    .controller_name
+                    .as_deref()
+                    .and_then(|c| def.index(c))
+                    .map(|c| self.value(schema, obj, c, i));
+                let Some(country) = country.as_ref().and_then(Value::as_str) else {
+                    return Value::Null;
+                };
+                let states: Vec<&'static str> = STATE_CODES
+                    .iter()
+                    .filter(|(_, _, c)| *c == country)
+                    .map(|(s, _, _)| *s)
+                    .collect();
+                match states.len() {
+                    0 => Value::Null,
+                    n => Value::Lit(states[(h % n as u64) as usize]),
+                }
+            }
+            Gen::Stage(attr) => {
+                let def = &schema.objects[obj];
+                let stage = def
+                    .index("StageName")
+                    .map(|k| self.value(schema, obj, k, i));
+                let info = stage
+                    .as_ref()
+                    .and_then(Value::as_str)
+                    .and_then(crate::schema::stage_info);
+                match (info, attr) {
+                    (Some((closed, _, _)), StageAttr::IsClosed) => Value::Bool(closed),
+                    (Some((_, won, _)), StageAttr::IsWon) => Value::Bool(won),
+                    (Some((_, _, p)), StageAttr::Probability) => Value::Double(p),
+                    (None, StageAttr::Probability) => Value::Null,
+                    (None, _) => Value::Bool(false),
+                }
+            }
+            Gen::CategoryGroup => Value::Lit(pick(h, &["Products", "Regions", "Channels"])),
+            Gen::RecordTypes => {
+                let mut infos = vec![serde_json::json!({
+                    "active": true, "available": true, "defaultRecordTypeMapping": h.is_multiple_of(2),
+                    "developerName": "Master", "master": true, "name": "Master",
+                    "recordTypeId": "012000000000000AAA"
+                })];
+                if h % 2 == 1 {
+                    infos.push(serde_json::json!({
+                        "active": true, "available": true, "defaultRecordTypeMapping": true,
+                        "developerName": "Express", "master": false, "name": "Express",
+                        "recordTypeId": ids::make("012", h % 1000)
+                    }));
+                }
+                Value::str(serde_json::json!({ "recordTypeInfos": infos }).to_string())
+            }
             Gen::HistField => Value::str(self.hist_field(f, obj, i)),
             Gen::HistDataType => Value::str(match self.hist_field_of(schema, obj, i).as_str() {
                 "created" => "Text",

@@ -109,14 +109,20 @@ pub fn field(f: &FieldDef) -> Json {
             .map(Json::from)
             .unwrap_or(Json::Null),
     );
-    put("controllerName", Json::Null);
+    put(
+        "controllerName",
+        f.controller_name
+            .clone()
+            .map(Json::from)
+            .unwrap_or(Json::Null),
+    );
     put("createable", Json::Bool(f.createable));
     put("custom", Json::Bool(f.custom));
     put("dataTranslationEnabled", Json::Null);
     put("defaultValue", Json::Null);
     put("defaultValueFormula", Json::Null);
     put("defaultedOnCreate", Json::Bool(f.defaulted_on_create));
-    put("dependentPicklist", Json::Bool(false));
+    put("dependentPicklist", Json::Bool(f.controller_name.is_some()));
     put("deprecatedAndHidden", Json::Bool(false));
     put("digits", Json::from(f.digits));
     put("displayLocationInDecimal", Json::Bool(false));
@@ -164,7 +170,7 @@ pub fn field(f: &FieldDef) -> Json {
     put("restrictedPicklist", Json::Bool(f.restricted_picklist));
     put("scale", Json::from(f.scale));
     put("searchPrefilterable", Json::Bool(false));
-    put("soapType", Json::from(f.ty.soap()));
+    put("soapType", Json::from(f.soap_type()));
     put("sortable", Json::Bool(f.sortable));
     put("type", Json::from(f.ty.wire()));
     put("unique", Json::Bool(f.unique));

@@ -628,6 +628,25 @@ pub fn field_json(
             }
             let j = |k: usize| value_json(&parts[k], FieldType::String);
             let n = |k: usize| value_json(&parts[k], FieldType::Double);
+            let def = &r.snap.schema.objects[r.obj];
+            let coded = def.fields[p[2]].name.ends_with("StateCode__s");
+            if coded {
+                // §2.7: custom address fields always use state/country picklists, so the value
+                // carries the codes and their labels.
+                let label = |k: usize, f: fn(&str) -> Option<&'static str>| {
+                    parts[k]
+                        .as_str()
+                        .map(|c| Json::from(f(c).unwrap_or(c)))
+                        .unwrap_or(Json::Null)
+                };
+                return json!({
+                    "city": j(1), "country": label(4, crate::schema::country_label),
+                    "countryCode": j(4), "geocodeAccuracy": j(7), "latitude": n(5),
+                    "longitude": n(6), "postalCode": j(3),
+                    "state": label(2, crate::schema::state_label), "stateCode": j(2),
+                    "street": j(0)
+                });
+            }
             json!({
                 "city": j(1), "country": j(4), "geocodeAccuracy": j(7), "latitude": n(5),
                 "longitude": n(6), "postalCode": j(3), "state": j(2), "street": j(0)
@@ -642,6 +661,11 @@ pub fn field_json(
         }
         _ => {
             let v = r.get(f);
+            if fd.masked
+                && let Some(text) = v.as_str()
+            {
+                return Json::String(mask_encrypted(text));
+            }
             match (&v, fd.ty, b64) {
                 (Value::Blob(_), _, Base64Rest::BlobUrl) => Json::String(format!(
                     "/services/data/{version}/sobjects/{object}/{id}/{}",
@@ -653,9 +677,19 @@ pub fn field_json(
     }
 }
 
-/// JSON spelling of a value (§2.7): `+0000` datetimes, numbers as numbers, null as null.
+/// An `encryptedstring` value as a user without "View Encrypted Data" sees it: every character
+/// replaced by the mask character `*` (mask type "all"); see [`crate::Config::view_encrypted_data`].
+pub fn mask_encrypted(text: &str) -> String {
+    "*".repeat(text.chars().count())
+}
+
+/// JSON spelling of a value (§2.7): `+0000` datetimes, numbers as numbers, null as null; a
+/// `complexvalue` (§2.4) is its structured JSON value, not a string.
 pub fn value_json(v: &Value, ty: FieldType) -> Json {
     match v {
+        Value::Str(s) if ty == FieldType::ComplexValue => {
+            serde_json::from_str(s).unwrap_or_else(|_| Json::String(s.to_string()))
+        }
         Value::Null => Json::Null,
         Value::Bool(b) => Json::Bool(*b),
         Value::Int(i) => Json::from(*i),
@@ -739,6 +773,19 @@ pub fn csv_row(out: &mut Vec<u8>, r: &RowRef<'_>, select: &[FieldRef], style: &C
             out.push(style.delimiter);
         }
         let v = field_value(f, r);
+        if f.ty == FieldType::EncryptedString
+            && let Some(text) = v.as_str()
+        {
+            let schema = &r.snap.schema;
+            let fd = match f.parent {
+                None => &schema.objects[r.obj].fields[f.field],
+                Some((po, pf)) => &schema.objects[po].fields[pf],
+            };
+            if fd.masked {
+                csv_quoted(out, mask_encrypted(text).as_bytes());
+                continue;
+            }
+        }
         match &v {
             Value::Null => {
                 if style.null_quoted {

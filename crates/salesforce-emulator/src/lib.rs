@@ -12,7 +12,8 @@
 //! * [`api`]: errors, middleware (auth, limits, faults, call counting), router and [`run`];
 //!   [`oauth`], [`rest`], [`bulk`] and [`admin`] hold the handlers.
 //! * [`ingest`]: Bulk API 2.0 ingest jobs (§6), writing through [`store::Store::apply`].
-//! * [`state`]: shared [`EmulatorState`].
+//! * [`state`]: shared [`EmulatorState`], including the in-flight request book (concurrent
+//!   long-request limit, §3.3) and the background data mutations ([`config::Mutations`]).
 //!
 //! Each reproduced behaviour names the section of `salesforce-api.md` (the project's reference)
 //! it follows, e.g. "§2.5".

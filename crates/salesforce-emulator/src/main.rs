@@ -33,6 +33,29 @@ struct Args {
     /// Full configuration as JSON (fields of `Config`); the other flags override it.
     #[arg(long)]
     config: Option<std::path::PathBuf>,
+    /// Background mutations: every MS milliseconds insert, update and soft-delete rows of the
+    /// mutation objects (SystemModstamp = now; deterministic from the seed). Off by default.
+    #[arg(long, value_name = "MS")]
+    mutation_interval_ms: Option<u64>,
+    /// Row operations per object per mutation tick (default 10).
+    #[arg(long, value_name = "N")]
+    mutation_batch: Option<u32>,
+    /// Object to mutate (repeatable; default: the objects given with --rows, else Account).
+    #[arg(long = "mutation-object", value_name = "OBJECT")]
+    mutation_objects: Vec<String>,
+    /// Concurrent long-running request limit: when this many API requests have been running
+    /// longer than --long-request-ms, further requests get 403 REQUEST_LIMIT_EXCEEDED
+    /// (ConcurrentRequests). Salesforce: 25 in production and sandbox orgs, 5 in developer and
+    /// trial orgs. Off by default.
+    #[arg(long, value_name = "N")]
+    concurrent_long_requests: Option<u32>,
+    /// How long (ms) a request runs before it counts as long-running (Salesforce: 20000).
+    #[arg(long, value_name = "MS")]
+    long_request_ms: Option<u64>,
+    /// Show encryptedstring values in clear text in query results (a user with "View Encrypted
+    /// Data"); by default they are masked.
+    #[arg(long)]
+    view_encrypted_data: bool,
 }
 
 #[tokio::main]
@@ -68,6 +91,24 @@ async fn main() -> anyhow::Result<()> {
             .parse()
             .with_context(|| format!("--rows {r:?}: N is not a number"))?;
         config.rows.insert(obj.to_string(), n);
+    }
+    if let Some(ms) = args.mutation_interval_ms {
+        config.mutations.interval_ms = ms;
+    }
+    if let Some(n) = args.mutation_batch {
+        config.mutations.batch = n;
+    }
+    if !args.mutation_objects.is_empty() {
+        config.mutations.objects = args.mutation_objects.clone();
+    }
+    if let Some(n) = args.concurrent_long_requests {
+        config.faults.concurrent_long_requests = Some(n);
+    }
+    if let Some(ms) = args.long_request_ms {
+        config.faults.long_request_ms = Some(ms);
+    }
+    if args.view_encrypted_data {
+        config.view_encrypted_data = true;
     }
     let listener = tokio::net::TcpListener::bind((args.host.as_str(), args.port))
         .await

@@ -219,6 +219,152 @@ pub async fn blob(
     }
 }
 
+/// The JSON body of a record write as field values (`attributes` ignored, `null` clears).
+fn record_values(body: &[u8]) -> Result<crate::store::FieldValues, ApiError> {
+    use crate::store::FieldInput;
+    let j: Json = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            400,
+            "JSON_PARSER_ERROR",
+            format!("Unexpected character in request body: {e}"),
+        )
+    })?;
+    let Json::Object(m) = j else {
+        return Err(ApiError::new(
+            400,
+            "JSON_PARSER_ERROR",
+            "Cannot deserialize instance of sObject from a non-object value",
+        ));
+    };
+    Ok(m.into_iter()
+        .filter(|(k, _)| k != "attributes")
+        .map(|(k, v)| {
+            let input = if v.is_null() {
+                FieldInput::Null
+            } else {
+                FieldInput::Json(v)
+            };
+            (k, input)
+        })
+        .collect())
+}
+
+/// Applies one write; a row error becomes Salesforce's 400 array body with `fields` (§3.1).
+fn write_one(
+    state: &EmulatorState,
+    object: &str,
+    op: crate::store::WriteOp,
+) -> Result<String, ApiError> {
+    use crate::store::{RowOutcome, StoreError};
+    let out = state
+        .store
+        .apply(object, std::slice::from_ref(&op), &state.write_options())
+        .map_err(|e| match e {
+            StoreError::UnknownObject { .. } => ApiError::not_found(),
+            other => ApiError::new(400, "INVALID_TYPE_FOR_OPERATION", other.to_string()),
+        })?;
+    match out.into_iter().next() {
+        Some(RowOutcome::Ok { id, .. }) => Ok(id),
+        Some(RowOutcome::Err(e)) => {
+            let mut err = ApiError::new(400, &e.code, e.message);
+            err.fields = Some(e.fields);
+            Err(err)
+        }
+        None => Err(ApiError::new(500, "UNKNOWN_EXCEPTION", "no write outcome")),
+    }
+}
+
+/// The target of `PATCH`/`DELETE /sobjects/{name}/{id}` must exist: 404 `NOT_FOUND` for an
+/// unknown object or id, 404 `ENTITY_IS_DELETED` for a row in the recycle bin (§3.2).
+fn existing(state: &EmulatorState, object: &str, id: &str) -> Result<String, ApiError> {
+    let snap = state.snapshot();
+    let oi = snap.schema.index(object).ok_or_else(ApiError::not_found)?;
+    let row = snap.row_by_id(oi, id).ok_or_else(ApiError::not_found)?;
+    if !row.visible(true) {
+        return Err(ApiError::not_found());
+    }
+    if !row.visible(false) {
+        return Err(ApiError::new(404, "ENTITY_IS_DELETED", "entity is deleted"));
+    }
+    Ok(snap.schema.objects[oi].name.clone())
+}
+
+/// `POST /sobjects/{name}`: creates a record; 201 `{"id", "success": true, "errors": []}`
+/// (REST API "Create a Record"; status table §3.2). Field errors answer 400 with the §3.1 array.
+pub async fn create(
+    State(state): St,
+    Path((v, object)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = version(&state, &v) {
+        return e.into_response();
+    }
+    let values = match record_values(&body) {
+        Ok(v) => v,
+        Err(e) => return e.into_response(),
+    };
+    match write_one(&state, &object, crate::store::WriteOp::Insert(values)) {
+        Ok(id) => json_response(
+            StatusCode::CREATED,
+            &json!({"id": id, "success": true, "errors": []}),
+        ),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `PATCH /sobjects/{name}/{id}`: updates the given fields; 204 No Content (§3.2).
+pub async fn update(
+    State(state): St,
+    Path((v, object, id)): Path<(String, String, String)>,
+    body: Bytes,
+) -> Response {
+    if let Err(e) = version(&state, &v) {
+        return e.into_response();
+    }
+    let result = existing(&state, &object, &id).and_then(|object| {
+        let values = record_values(&body)?;
+        write_one(
+            &state,
+            &object,
+            crate::store::WriteOp::Update {
+                id: id.clone(),
+                values,
+            },
+        )
+    });
+    match result {
+        Ok(_) => no_content(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// `DELETE /sobjects/{name}/{id}`: soft delete into the recycle bin (§4.5); 204 No Content.
+pub async fn delete(
+    State(state): St,
+    Path((v, object, id)): Path<(String, String, String)>,
+) -> Response {
+    if let Err(e) = version(&state, &v) {
+        return e.into_response();
+    }
+    let result = existing(&state, &object, &id).and_then(|object| {
+        write_one(
+            &state,
+            &object,
+            crate::store::WriteOp::Delete { id: id.clone() },
+        )
+    });
+    match result {
+        Ok(_) => no_content(),
+        Err(e) => e.into_response(),
+    }
+}
+
+fn no_content() -> Response {
+    let mut r = Response::new(Body::empty());
+    *r.status_mut() = StatusCode::NO_CONTENT;
+    r
+}
+
 fn into(r: Result<(StatusCode, Json), ApiError>) -> Response {
     match r {
         Ok((s, j)) => json_response(s, &j),

@@ -59,6 +59,14 @@ pub enum FieldType {
     Json,
     /// `masterrecord` (§2.4 "extra values seen in the wild"; only with the §9.9 switch)
     MasterRecord,
+    /// `long` (§2.4 WSDL `fieldType`): a 64-bit integer, a JSON number in REST (§2.7).
+    Long,
+    /// `complexvalue` (§2.4 WSDL `fieldType`): a structured (JSON object) value; Bulk cannot
+    /// serialize it to CSV (§5.1 "Unsupported-in-CSV fields"), and it cannot be filtered or sorted.
+    ComplexValue,
+    /// `datacategorygroupreference` (§2.4 WSDL `fieldType`): the API name of a data category
+    /// group, text on the wire; not sortable (§4.2 "data-category fields").
+    DataCategoryGroupReference,
 }
 
 impl FieldType {
@@ -91,13 +99,21 @@ impl FieldType {
             AnyType => "anyType",
             Json => "json",
             MasterRecord => "masterrecord",
+            Long => "long",
+            ComplexValue => "complexvalue",
+            DataCategoryGroupReference => "datacategorygroupreference",
         }
     }
 
-    /// The describe `soapType` (§2.4 WSDL `soapType` enum).
+    /// The describe `soapType` (§2.4 WSDL `soapType` enum). `long` maps to `xsd:long` (XML Schema's
+    /// 64-bit integer; the reference's enum list is not exhaustive) and `complexvalue` to the
+    /// `urn:` metadata type of its field (see [`FieldDef::soap_type`]); `datacategorygroupreference`
+    /// is text (`xsd:string`).
     pub fn soap(self) -> &'static str {
         use FieldType::*;
         match self {
+            Long => "xsd:long",
+            ComplexValue => "xsd:anyType",
             Id | Reference | MasterRecord => "tns:ID",
             Base64 => "xsd:base64Binary",
             Boolean => "xsd:boolean",
@@ -131,7 +147,15 @@ impl FieldType {
                 | EncryptedString
                 | Json
                 | MasterRecord
+                | DataCategoryGroupReference
         )
+    }
+
+    /// Types Bulk API 2.0 cannot write into a CSV cell: `complexvalue` always (§5.1
+    /// "Unsupported-in-CSV fields: `FeatureNotEnabled : Cannot serialize value for 'F' in CSV
+    /// format`"); `base64` is the separate §9.10 switch.
+    pub fn csv_serializable(self) -> bool {
+        !matches!(self, FieldType::ComplexValue)
     }
 
     /// Compound types (cannot be selected in Bulk queries, §5.1).
@@ -209,6 +233,47 @@ pub enum Gen {
     HistNew,
     /// A small JSON document (text).
     Json,
+    /// An ISO country code of [`COUNTRY_CODES`] (custom address `CountryCode`).
+    CountryCode,
+    /// A state code of [`STATE_CODES`] valid for the row's country code (sibling field
+    /// `..CountryCode__s`), null when that country has no states listed.
+    StateCode,
+    /// A value the row's `StageName` decides (the standard opportunity stage picklist).
+    Stage(StageAttr),
+    /// A data category group API name (`datacategorygroupreference`).
+    CategoryGroup,
+    /// A `complexvalue` record-type list, JSON text shaped like describe's `recordTypeInfos`.
+    RecordTypes,
+}
+
+/// What an opportunity stage decides (see [`stage_info`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageAttr {
+    /// `IsClosed`.
+    IsClosed,
+    /// `IsWon`.
+    IsWon,
+    /// `Probability` (percent).
+    Probability,
+}
+
+/// (IsClosed, IsWon, default Probability) of a stage of the standard opportunity stage picklist
+/// (Salesforce's default `OpportunityStage` values: "Closed Won" is closed and won at 100 %,
+/// "Closed Lost" closed and lost at 0 %, open stages carry their default probability).
+pub fn stage_info(stage: &str) -> Option<(bool, bool, f64)> {
+    Some(match stage {
+        "Prospecting" => (false, false, 10.0),
+        "Qualification" => (false, false, 10.0),
+        "Needs Analysis" => (false, false, 20.0),
+        "Value Proposition" => (false, false, 50.0),
+        "Id. Decision Makers" => (false, false, 60.0),
+        "Perception Analysis" => (false, false, 70.0),
+        "Proposal/Price Quote" => (false, false, 75.0),
+        "Negotiation/Review" => (false, false, 90.0),
+        "Closed Won" => (true, true, 100.0),
+        "Closed Lost" => (true, false, 0.0),
+        _ => return None,
+    })
 }
 
 /// Formulas computed at read time (§4.7: never stored, never bump stamps).
@@ -298,6 +363,14 @@ pub struct FieldDef {
     /// Exists only while the §9.9 switch `describe_json_masterrecord` is on (describe, SOQL and
     /// ingest columns treat it as absent otherwise).
     pub gated: bool,
+    /// `soapType` override (the `urn:` metadata type of a `complexvalue` field, §2.4).
+    pub soap_type: Option<&'static str>,
+    /// `controllerName` / `dependentPicklist`: the picklist this one depends on (a custom address's
+    /// state code depends on its country code).
+    pub controller_name: Option<String>,
+    /// Query output masks the value (an `encryptedstring` seen without "View Encrypted Data";
+    /// see [`crate::Config::view_encrypted_data`]).
+    pub masked: bool,
 }
 
 impl FieldDef {
@@ -313,6 +386,8 @@ impl FieldDef {
             Percent => (0, 5, 2, 0),
             Double => (0, 18, 2, 0),
             Int => (0, 0, 0, 9),
+            Long => (0, 0, 0, 18),
+            DataCategoryGroupReference => (80, 0, 0, 0),
             _ => (0, 0, 0, 0),
         };
         let custom = name.ends_with("__c") || name.ends_with("__s");
@@ -330,6 +405,8 @@ impl FieldDef {
                 | Address
                 | AnyType
                 | Json
+                | ComplexValue
+                | DataCategoryGroupReference
         );
         FieldDef {
             name: name.to_string(),
@@ -346,7 +423,10 @@ impl FieldDef {
             external_id: false,
             id_lookup: matches!(ty, Id),
             unique: false,
-            filterable: !matches!(ty, Textarea | Base64 | Location | Address | AnyType | Json),
+            filterable: !matches!(
+                ty,
+                Textarea | Base64 | Location | Address | AnyType | Json | ComplexValue
+            ),
             sortable,
             groupable: sortable && !matches!(ty, Currency | Double | Percent | DateTime | Time),
             name_field: false,
@@ -363,7 +443,15 @@ impl FieldDef {
             source: Source::Pending(std::string::String::new()),
             null_pct: 0,
             gated: false,
+            soap_type: None,
+            controller_name: None,
+            masked: ty == EncryptedString,
         }
+    }
+
+    /// The describe `soapType`: the field's override, else its type's (§2.4).
+    pub fn soap_type(&self) -> &'static str {
+        self.soap_type.unwrap_or(self.ty.soap())
     }
 
     /// Sets the generator.
@@ -635,6 +723,84 @@ impl ObjectDef {
         self
     }
 
+    /// Adds a custom address compound field `<B>__c` with its components `<B>__Street__s`,
+    /// `__City__s`, `__PostalCode__s`, `__StateCode__s`, `__CountryCode__s`, `__Latitude__s`,
+    /// `__Longitude__s`, `__GeocodeAccuracy__s` (§2.3 compound fields: each component names the
+    /// parent in `compoundFieldName`). Custom address fields always use state and country
+    /// picklists (§2.7), so the components are codes and the REST value carries `stateCode` and
+    /// `countryCode` beside the `state` / `country` labels; the state code depends on the country
+    /// code (`controllerName`).
+    pub fn custom_address(mut self, base: &str, label: &str) -> Self {
+        let parent = format!("{base}__c");
+        let parts: [(&str, &str, FieldType, Gen); 8] = [
+            ("Street", "Street", FieldType::Textarea, Gen::Street),
+            ("City", "City", FieldType::String, Gen::City),
+            (
+                "PostalCode",
+                "Zip/Postal Code",
+                FieldType::String,
+                Gen::Postal,
+            ),
+            (
+                "StateCode",
+                "State/Province Code",
+                FieldType::Picklist,
+                Gen::StateCode,
+            ),
+            (
+                "CountryCode",
+                "Country Code",
+                FieldType::Picklist,
+                Gen::CountryCode,
+            ),
+            ("Latitude", "Latitude", FieldType::Double, Gen::Lat),
+            ("Longitude", "Longitude", FieldType::Double, Gen::Lon),
+            (
+                "GeocodeAccuracy",
+                "Geocode Accuracy",
+                FieldType::Picklist,
+                Gen::Pick,
+            ),
+        ];
+        for (suffix, part_label, ty, g) in parts {
+            let mut f = FieldDef::new(&format!("{base}__{suffix}__s"), ty)
+                .gen_(g)
+                .nulls(10)
+                .part_of(&parent)
+                .label_as(&format!("{label} ({part_label})"));
+            match suffix {
+                "Street" => f = f.len(255),
+                "City" => f = f.len(40),
+                "PostalCode" => f = f.len(20),
+                "StateCode" => {
+                    f = f
+                        .picks(&STATE_CODES.iter().map(|(c, _, _)| *c).collect::<Vec<_>>())
+                        .len(255);
+                    f.controller_name = Some(format!("{base}__CountryCode__s"));
+                }
+                "CountryCode" => {
+                    f = f
+                        .picks(&COUNTRY_CODES.iter().map(|(c, _)| *c).collect::<Vec<_>>())
+                        .len(255)
+                }
+                "Latitude" | "Longitude" => f = f.num(18, 15),
+                _ => {
+                    f = f
+                        .picks(&["Address", "NearAddress", "Block", "Street", "City", "Zip"])
+                        .nulls(60);
+                }
+            }
+            self.fields.push(f);
+        }
+        self.fields.push(
+            FieldDef::new(&parent, FieldType::Address)
+                .src(Source::Pending(format!("{base}__")))
+                .read_only()
+                .label_as(label),
+        );
+        self
+    }
+
     /// Sets object-level flags through a closure.
     pub fn flags(mut self, f: impl FnOnce(&mut ObjectDef)) -> Self {
         f(&mut self);
@@ -660,7 +826,22 @@ impl ObjectDef {
                     .copied()
                     .unwrap_or(0)
             };
-            self.fields[i].source = if self.fields[i].ty == FieldType::Address {
+            let custom_address = self.fields[i].ty == FieldType::Address
+                && self
+                    .by_lower
+                    .contains_key(&format!("{prefix}street__s").to_ascii_lowercase());
+            self.fields[i].source = if custom_address {
+                Source::Address([
+                    idx("Street__s"),
+                    idx("City__s"),
+                    idx("StateCode__s"),
+                    idx("PostalCode__s"),
+                    idx("CountryCode__s"),
+                    idx("Latitude__s"),
+                    idx("Longitude__s"),
+                    idx("GeocodeAccuracy__s"),
+                ])
+            } else if self.fields[i].ty == FieldType::Address {
                 Source::Address([
                     idx("Street"),
                     idx("City"),
@@ -849,6 +1030,8 @@ pub struct SchemaOptions {
     pub content_document_link: bool,
     /// Fields of [`wide_object`] (0: no such object).
     pub wide_object_fields: u32,
+    /// The API user has "View Encrypted Data": `encryptedstring` fields are not masked.
+    pub view_encrypted_data: bool,
 }
 
 impl Schema {
@@ -863,6 +1046,11 @@ impl Schema {
             objects.push(wide_object(o.wide_object_fields));
         }
         objects.extend((1..=o.extra_custom_objects.min(MAX_EXTRA_OBJECTS)).map(bench_object));
+        if o.view_encrypted_data {
+            for f in objects.iter_mut().flat_map(|ob| ob.fields.iter_mut()) {
+                f.masked = false;
+            }
+        }
         Schema::new(objects)
     }
 }
@@ -997,6 +1185,77 @@ fn history(name: &str, prefix: &str, parent: &str, parent_field: &str, child: &s
     .f(FieldDef::new("NewValue", FieldType::AnyType)
         .gen_(Gen::HistNew)
         .read_only())
+}
+
+/// Country codes of the custom address picklist with their labels (§2.7 `countryCode`).
+pub const COUNTRY_CODES: &[(&str, &str)] = &[
+    ("US", "United States"),
+    ("FR", "France"),
+    ("DE", "Germany"),
+    ("JP", "Japan"),
+    ("BR", "Brazil"),
+];
+
+/// State codes of the custom address picklist: (code, label, country code) (§2.7 `stateCode`).
+pub const STATE_CODES: &[(&str, &str, &str)] = &[
+    ("CA", "California", "US"),
+    ("NY", "New York", "US"),
+    ("TX", "Texas", "US"),
+    ("BY", "Bavaria", "DE"),
+    ("BE", "Berlin", "DE"),
+    ("13", "Tokyo", "JP"),
+    ("SP", "São Paulo", "BR"),
+];
+
+/// Label of a country code (`None` if unknown).
+pub fn country_label(code: &str) -> Option<&'static str> {
+    COUNTRY_CODES
+        .iter()
+        .find(|(c, _)| *c == code)
+        .map(|(_, l)| *l)
+}
+
+/// Label of a state code (`None` if unknown).
+pub fn state_label(code: &str) -> Option<&'static str> {
+    STATE_CODES
+        .iter()
+        .find(|(c, _, _)| *c == code)
+        .map(|(_, l, _)| *l)
+}
+
+/// `Shipment__c` (key prefix `a03`): the object that carries the field types no other object of
+/// the org has, so the org holds every describe `type` of §2.4's WSDL enum: a custom address
+/// compound `Shipping_Address__c` (§2.3, §2.7), a `long` (`Weight_Grams__c`), a `complexvalue`
+/// (`Record_Types__c`, metadata type `urn:RecordTypesSupported` as on
+/// `EntityDefinition.RecordTypesSupported`, §5.1) and a `datacategorygroupreference`
+/// (`Category_Group__c`). In a real org the last three are system fields of standard objects (a
+/// custom field cannot have these types); they are read-only here as they are there.
+pub fn shipment() -> ObjectDef {
+    let mut record_types = FieldDef::new("Record_Types__c", FieldType::ComplexValue)
+        .gen_(Gen::RecordTypes)
+        .nulls(20)
+        .read_only();
+    record_types.soap_type = Some("urn:RecordTypesSupported");
+    ObjectDef::new("Shipment__c", "a03", "Shipment", "Shipments")
+        .audit(true)
+        .f(owner())
+        .f(s("Name").gen_(Gen::Key("SHP")).name_field().len(80))
+        .f(FieldDef::new("Account__c", FieldType::Reference)
+            .gen_(Gen::Ref)
+            .nulls(10)
+            .refs(&["Account"], "Account__r", Some("Shipments__r")))
+        .f(FieldDef::new("Weight_Grams__c", FieldType::Long)
+            .gen_(Gen::Int(1, 9_000_000_000_000))
+            .nulls(10)
+            .read_only())
+        .f(record_types)
+        .f(
+            FieldDef::new("Category_Group__c", FieldType::DataCategoryGroupReference)
+                .gen_(Gen::CategoryGroup)
+                .nulls(30)
+                .read_only(),
+        )
+        .custom_address("Shipping_Address", "Shipping Address")
 }
 
 const STAGES: &[&str] = &[
@@ -1191,15 +1450,14 @@ fn catalog() -> Vec<ObjectDef> {
             .gen_(G::Num(100.0, 1.0e6))
             .nulls(10))
         .f(FieldDef::new("Probability", T::Percent)
-            .gen_(G::Num(0.0, 100.0))
-            .num(3, 0)
-            .nulls(5))
+            .gen_(G::Stage(StageAttr::Probability))
+            .num(3, 0))
         .f(FieldDef::new("CloseDate", T::Date).gen_(G::Date).required())
         .f(FieldDef::new("IsClosed", T::Boolean)
-            .gen_(G::Bool(40))
+            .gen_(G::Stage(StageAttr::IsClosed))
             .read_only())
         .f(FieldDef::new("IsWon", T::Boolean)
-            .gen_(G::Bool(20))
+            .gen_(G::Stage(StageAttr::IsWon))
             .read_only())
         .f(owner());
     let case = ObjectDef::new("Case", "500", "Case", "Cases")
@@ -1497,6 +1755,7 @@ fn catalog() -> Vec<ObjectDef> {
             "ParentId",
             "Histories",
         ),
+        shipment(),
     ]
 }
 
@@ -1558,6 +1817,37 @@ mod tests {
             s.objects.len(),
             "key prefixes must be unique"
         );
+    }
+
+    #[test]
+    fn custom_address_resolves_to_code_components() {
+        let s = Schema::standard();
+        let o = s.object("Shipment__c").unwrap();
+        let Source::Address(p) = &o.field("Shipping_Address__c").unwrap().source else {
+            panic!("not an address");
+        };
+        let names: Vec<&str> = p.iter().map(|&i| o.fields[i].name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "Shipping_Address__Street__s",
+                "Shipping_Address__City__s",
+                "Shipping_Address__StateCode__s",
+                "Shipping_Address__PostalCode__s",
+                "Shipping_Address__CountryCode__s",
+                "Shipping_Address__Latitude__s",
+                "Shipping_Address__Longitude__s",
+                "Shipping_Address__GeocodeAccuracy__s",
+            ]
+        );
+        assert!(
+            STATE_CODES
+                .iter()
+                .all(|(_, _, c)| country_label(c).is_some())
+        );
+        assert_eq!(stage_info("Closed Won"), Some((true, true, 100.0)));
+        assert_eq!(stage_info("Closed Lost"), Some((true, false, 0.0)));
+        assert!(STAGES.iter().all(|st| stage_info(st).is_some()));
     }
 
     #[test]

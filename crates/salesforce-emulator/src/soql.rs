@@ -865,6 +865,7 @@ impl<'q> Parser<'q> {
         let type_name = match ty {
             T::DateTime => "dateTime",
             T::Int => "int",
+            T::Long => "long",
             T::Double | T::Currency | T::Percent => "double",
             T::Boolean => "boolean",
             T::Date => "date",
@@ -910,7 +911,7 @@ impl<'q> Parser<'q> {
                 Ok(Operand::Value(Value::str(s.as_str())))
             }
             Tok::Num(n) => match ty {
-                T::Int => n
+                T::Int | T::Long => n
                     .parse::<i64>()
                     .map(|i| Operand::Value(Value::Int(i)))
                     .or_else(|_| n.parse::<f64>().map(|d| Operand::Value(Value::Double(d))))

@@ -70,6 +70,37 @@ pub struct Counters {
     pub daily_used: u64,
 }
 
+/// What the background mutation task did (see [`crate::config::Mutations`]); served by
+/// `GET /__emulator/mutations`.
+#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MutationStats {
+    /// Ticks run.
+    pub ticks: u64,
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows updated.
+    pub updated: u64,
+    /// Rows soft-deleted.
+    pub deleted: u64,
+    /// Operations the store refused (e.g. a row another writer deleted in between).
+    pub failed: u64,
+    /// Per object: `[inserted, updated, deleted]`.
+    pub by_object: BTreeMap<String, [u64; 3]>,
+}
+
+/// An in-flight API request (see [`EmulatorState::begin_request`]); dropping it ends the request.
+#[derive(Debug)]
+pub struct InFlight {
+    book: Arc<Mutex<BTreeMap<u64, i64>>>,
+    id: u64,
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        lock(&self.book).remove(&self.id);
+    }
+}
+
 /// A REST query cursor (`nextRecordsUrl`, §2.5).
 #[derive(Debug)]
 pub struct Cursor {
@@ -107,6 +138,10 @@ pub struct EmulatorState {
     pub jobs: Mutex<BTreeMap<String, Arc<QueryJob>>>,
     /// The server's base URL (`http://127.0.0.1:PORT`), set when bound.
     pub base_url: RwLock<String>,
+    /// Background mutation counters.
+    pub mutations: Mutex<MutationStats>,
+    /// API requests in flight: sequence number → start instant (ms).
+    pub in_flight: Arc<Mutex<BTreeMap<u64, i64>>>,
     /// Sequence for ids of tokens, cursors and jobs.
     seq: AtomicU64,
     /// Fault RNG state.
@@ -120,6 +155,7 @@ impl EmulatorState {
             extra_custom_objects: config.extra_custom_objects,
             content_document_link: config.content_document_link,
             wide_object_fields: config.wide_object_fields,
+            view_encrypted_data: config.view_encrypted_data,
         }));
         let now = now_ms();
         let end = config
@@ -167,6 +203,8 @@ impl EmulatorState {
             cursors: Mutex::new((HashMap::new(), VecDeque::new())),
             jobs: Mutex::new(BTreeMap::new()),
             base_url: RwLock::new(String::new()),
+            mutations: Mutex::new(MutationStats::default()),
+            in_flight: Arc::new(Mutex::new(BTreeMap::new())),
             seq: AtomicU64::new(1),
             rng: Mutex::new(mix(config.seed ^ 0xFA17)),
             config,
@@ -265,6 +303,187 @@ impl EmulatorState {
     /// A cursor by id.
     pub fn cursor(&self, id: &str) -> Option<Arc<Mutex<Cursor>>> {
         lock(&self.cursors).0.get(id).cloned()
+    }
+
+    /// Objects the background mutation task writes (see [`crate::config::Mutations::objects`]).
+    pub fn mutation_objects(&self) -> Vec<String> {
+        let m = &self.config.mutations;
+        let names: Vec<String> = if !m.objects.is_empty() {
+            m.objects.clone()
+        } else if !self.config.rows.is_empty() {
+            self.config.rows.keys().cloned().collect()
+        } else {
+            vec!["Account".to_string()]
+        };
+        let schema = self.store.schema();
+        names
+            .into_iter()
+            .filter_map(|n| schema.object(&n))
+            .filter(|o| o.createable && o.updateable && o.deletable)
+            .map(|o| o.name.clone())
+            .collect()
+    }
+
+    /// Runs mutation tick number `tick`: for each mutation object, `batch` operations chosen by
+    /// hashing (seed, tick, object, slot): 40 % inserts (a copy of a generated row's createable,
+    /// non-unique values), 40 % updates (one updateable field set to another generated row's
+    /// value) and 20 % soft deletes of live rows. Writes go through [`Store::apply`], which stamps
+    /// them now (§4.4) and keeps deleted rows for queryAll (§4.5).
+    pub fn mutate_tick(&self, tick: u64) -> MutationStats {
+        use crate::store::{FieldInput, RowOutcome, WriteOp};
+        let batch = match self.config.mutations.batch {
+            0 => 10,
+            n => n,
+        };
+        let mut delta = MutationStats {
+            ticks: 1,
+            ..MutationStats::default()
+        };
+        for name in self.mutation_objects() {
+            let snap = self.snapshot();
+            let schema = snap.schema.clone();
+            let Some(obj) = schema.index(&name) else {
+                continue;
+            };
+            let def = &schema.objects[obj];
+            let base_rows = snap.objs[obj].base_rows;
+            let next_idx = snap.objs[obj].overlay.next_idx;
+            let copyable = |f: &crate::schema::FieldDef| {
+                !f.unique && !f.is_computed() && !f.auto_number && f.compound_field_name.is_none()
+            };
+            let updatable: Vec<usize> = def
+                .fields
+                .iter()
+                .enumerate()
+                .filter(|(_, f)| {
+                    f.updateable
+                        && copyable(f)
+                        && matches!(f.source, crate::schema::Source::Gen(_))
+                        && f.name != "StageName"
+                })
+                .map(|(i, _)| i)
+                .collect();
+            let mut ops = Vec::new();
+            let mut kinds = Vec::new();
+            for slot in 0..u64::from(batch) {
+                let h = mix(self.config.seed
+                    ^ mix(tick.wrapping_mul(0x9E37_79B9) ^ 0x4D75_7461)
+                    ^ mix(((obj as u64) << 32) | slot));
+                let kind = h % 10;
+                let pick = |salt: u64, n: u64| mix(h ^ salt) % n.max(1);
+                if kind < 4 {
+                    if base_rows == 0 {
+                        continue;
+                    }
+                    let Some(src) = snap.row(obj, pick(1, base_rows)) else {
+                        continue;
+                    };
+                    let values = def
+                        .fields
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, f)| f.createable && copyable(f))
+                        .filter_map(|(i, f)| {
+                            let v = src.get(i);
+                            (!v.is_null()).then(|| {
+                                (
+                                    f.name.clone(),
+                                    FieldInput::Json(crate::engine::value_json(&v, f.ty)),
+                                )
+                            })
+                        })
+                        .collect();
+                    ops.push(WriteOp::Insert(values));
+                    kinds.push(0);
+                    continue;
+                }
+                let Some(target) = snap.row(obj, pick(2, next_idx)) else {
+                    continue;
+                };
+                if !target.visible(false) {
+                    continue;
+                }
+                let id = target.id();
+                if kind < 8 {
+                    if updatable.is_empty() || base_rows == 0 {
+                        continue;
+                    }
+                    let f = updatable[pick(3, updatable.len() as u64) as usize];
+                    let fd = &def.fields[f];
+                    let v = snap.generator.value(&schema, obj, f, pick(4, base_rows));
+                    let input = if v.is_null() {
+                        FieldInput::Null
+                    } else {
+                        FieldInput::Json(crate::engine::value_json(&v, fd.ty))
+                    };
+                    ops.push(WriteOp::Update {
+                        id,
+                        values: vec![(fd.name.clone(), input)],
+                    });
+                    kinds.push(1);
+                } else {
+                    ops.push(WriteOp::Delete { id });
+                    kinds.push(2);
+                }
+            }
+            let outcomes = match self.store.apply(&name, &ops, &self.write_options()) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(object = %name, error = %e, "mutation batch refused");
+                    delta.failed += ops.len() as u64;
+                    continue;
+                }
+            };
+            let per = delta.by_object.entry(name.clone()).or_insert([0; 3]);
+            for (o, k) in outcomes.iter().zip(&kinds) {
+                match o {
+                    RowOutcome::Ok { .. } => {
+                        per[*k] += 1;
+                        match k {
+                            0 => delta.inserted += 1,
+                            1 => delta.updated += 1,
+                            _ => delta.deleted += 1,
+                        }
+                    }
+                    RowOutcome::Err(e) => {
+                        tracing::debug!(object = %name, error = %e, "mutation refused");
+                        delta.failed += 1;
+                    }
+                }
+            }
+        }
+        let mut total = lock(&self.mutations);
+        total.ticks += delta.ticks;
+        total.inserted += delta.inserted;
+        total.updated += delta.updated;
+        total.deleted += delta.deleted;
+        total.failed += delta.failed;
+        for (k, v) in &delta.by_object {
+            let e = total.by_object.entry(k.clone()).or_insert([0; 3]);
+            for i in 0..3 {
+                e[i] += v[i];
+            }
+        }
+        delta
+    }
+
+    /// Registers an API request as in flight until the returned guard drops.
+    pub fn begin_request(&self) -> InFlight {
+        let id = self.next_seq();
+        lock(&self.in_flight).insert(id, now_ms());
+        InFlight {
+            book: self.in_flight.clone(),
+            id,
+        }
+    }
+
+    /// Requests in flight for at least `min_age_ms`.
+    pub fn long_running(&self, min_age_ms: u64) -> usize {
+        let now = now_ms();
+        lock(&self.in_flight)
+            .values()
+            .filter(|&&start| (now - start).max(0) as u64 >= min_age_ms)
+            .count()
     }
 
     /// Drops a finished cursor.

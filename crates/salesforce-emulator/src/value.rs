@@ -70,6 +70,8 @@ pub fn compare(a: &Value, b: &Value) -> Ordering {
         (Value::Null, _) => Ordering::Less,
         (_, Value::Null) => Ordering::Greater,
         (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
+        // Exact for 64-bit `long` values beyond f64's 53-bit mantissa.
+        (Value::Int(x), Value::Int(y)) => x.cmp(y),
         (Value::Str(_) | Value::Lit(_), Value::Str(_) | Value::Lit(_)) => {
             cmp_ci(a.as_str().unwrap_or(""), b.as_str().unwrap_or(""))
         }

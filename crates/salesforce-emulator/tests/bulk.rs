@@ -242,6 +242,23 @@ async fn creation_errors_follow_salesforce() {
     )
     .await;
     assert_eq!(s, 400);
+    // §5.1: a complexvalue field cannot be written into a CSV cell.
+    let (s, b) = create(
+        &o,
+        json!({"operation": "query", "query": "SELECT Id, Record_Types__c FROM Shipment__c"}),
+    )
+    .await;
+    assert_eq!((s, error_code(&b)), (400, "API_ERROR"));
+    assert_eq!(
+        b[0]["message"],
+        "FeatureNotEnabled : Cannot serialize value for 'Record_Types__c' in CSV format"
+    );
+    let (s, _) = create(
+        &o,
+        json!({"operation": "query", "query": "SELECT Id, Weight_Grams__c FROM Shipment__c"}),
+    )
+    .await;
+    assert_eq!(s, 200, "the other new field types serialize");
     let (s, b) = create(
         &o,
         json!({"operation": "query", "query": "SELECT Nope FROM Account"}),
