@@ -288,9 +288,9 @@ const MIN_WINDOW: TimeDelta = TimeDelta::seconds(1);
 /// How many windows the rest of a timed-out range is cut into, at most.
 const MAX_SPLIT: i32 = 8;
 
-/// Splits `[from, to)` after a query timeout: into at most [`MAX_SPLIT`] windows no narrower than
+/// Splits `[from, to)` after a query timeout: into at most `MAX_SPLIT` windows no narrower than
 /// one `step`, or into halves when the range is not wider than that; empty when the range cannot
-/// shrink below [`MIN_WINDOW`].
+/// shrink below `MIN_WINDOW`.
 pub fn split_window(
     from: DateTime<Utc>,
     to: DateTime<Utc>,

@@ -342,7 +342,7 @@ async fn read(
                         StreamStatus::Started,
                         &SystemClock,
                     ))?;
-                    out.write(&incomplete_rate_limited(d))?;
+                    out.write(&incomplete_rate_limited(d, &SystemClock))?;
                 }
                 tracing::warn!(error = %err, "the daily API limit (or the API budget) is reached; nothing was read");
                 return Ok(());

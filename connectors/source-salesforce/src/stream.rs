@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use crate::changes::{FirstPage, Head};
 use crate::checkpoint::CheckpointTracker;
 use crate::config::IsoDuration;
-use crate::convert::{CsvPlan, RestPlan, parse_timestamp};
+use crate::convert::{CsvPlan, RawRecord, RestPlan, RestWriter, parse_timestamp};
 use crate::merge::{ChunkSource, DEFAULT_LOOKAHEAD, Merger, Record};
 use crate::plan::{Api, StreamPlan, split_window};
 use crate::source::client_error;
@@ -70,8 +70,19 @@ pub(crate) fn stream_error(err: &ConnectorError, descriptor: &StreamDescriptor) 
     )
 }
 
-pub(crate) fn incomplete_rate_limited(descriptor: StreamDescriptor) -> AirbyteMessage {
-    let mut message = AirbyteMessage::stream_rate_limited(descriptor, None, &SystemClock);
+/// How long Salesforce counts an API call against the daily allocation: a rolling 24-hour
+/// window. Salesforce does not say when the calls in it leave it.
+pub(crate) const QUOTA_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// `INCOMPLETE` with the `RATE_LIMITED` reason, its `quota_reset` set to when the allocation
+/// has certainly recovered from every call counted now (one rolling window later; Salesforce
+/// gives no earlier instant, and calls other integrations make meanwhile are not foreseeable).
+pub(crate) fn incomplete_rate_limited(
+    descriptor: StreamDescriptor,
+    clock: &dyn Clock,
+) -> AirbyteMessage {
+    let reset = clock.now_millis().saturating_add(QUOTA_WINDOW_MS);
+    let mut message = AirbyteMessage::stream_rate_limited(descriptor, Some(reset), clock);
     if let AirbyteMessage::Trace { trace, .. } = &mut message
         && let Some(status) = trace.stream_status.as_mut()
     {
@@ -171,6 +182,24 @@ impl<'a> Progress<'a> {
         self.batch
             .extend_from_slice(Value::Object(data).to_string().as_bytes());
         self.after_record().await
+    }
+
+    /// Emits one REST record from its JSON text, converted by `writer` straight into the batch.
+    async fn raw_record(
+        &mut self,
+        writer: &mut RestWriter,
+        raw: &str,
+    ) -> Result<(), StreamFailure> {
+        let cursor = writer.parse(raw).map_err(|e| {
+            StreamFailure::Failed(ConnectorError::system(format!(
+                "stream {}: Salesforce sent a query record that is not a JSON object: {e}",
+                self.descriptor.name
+            )))
+        })?;
+        self.before_record(cursor).await?;
+        self.frame.begin(&mut self.batch);
+        writer.write_data(&mut self.batch);
+        Ok(self.after_record().await?)
     }
 
     /// Emits one Bulk CSV row, converted by `plan` straight into the batch.
@@ -321,7 +350,7 @@ pub(crate) async fn run_stream(
                 progress.state(None).await?;
                 tracing::warn!(stream = %plan.name, records = progress.total, error = %err, "stream stopped by the daily API limit or the API budget");
                 progress
-                    .send(incomplete_rate_limited(descriptor.clone()))
+                    .send(incomplete_rate_limited(descriptor.clone(), &SystemClock))
                     .await?;
                 Ok(Outcome::RateLimited)
             }
@@ -458,6 +487,9 @@ fn bulk_unsupported(err: &salesforce_client::Error) -> bool {
         || api
             .message
             .contains("Selecting compound data not supported in Bulk Query")
+        // A field Bulk cannot put in a CSV cell (`complexvalue`; salesforce-api.md §5.1): REST
+        // returns it, where Airbyte's source fails the stream.
+        || api.message.contains("Cannot serialize value for")
         || (api.status == 400
             && api
                 .message
@@ -472,7 +504,7 @@ async fn read_stream(
     progress: &mut Progress<'_>,
 ) -> Result<(), StreamFailure> {
     if plan.info.name == CONTENT_DOCUMENT_LINK {
-        tracing::info!(stream = %plan.name, "reading through REST, {PARENT_BATCH} parent ContentDocument ids per query");
+        tracing::info!(stream = %plan.name, "reading through REST, as many parent ContentDocument ids per query as its URI carries");
         return read_content_document_links(ctx, plan, progress).await;
     }
     let head = match head {
@@ -647,37 +679,46 @@ async fn continue_rest(
             *held_back = Some(last);
         }
     }
-    loop {
-        let next = if page.done {
-            None
-        } else {
-            match page.next_records_url.take() {
-                Some(url) => Some(url),
-                None => {
-                    return Err(StreamFailure::Failed(ConnectorError::system(format!(
-                        "stream {}: Salesforce answered a query page with done=false but no nextRecordsUrl",
-                        plan.name
-                    ))));
-                }
-            }
-        };
-        for record in std::mem::take(&mut page.records) {
-            emit_rest(progress, &rest_plan, cursor.as_deref(), record).await?;
-        }
-        // The batch may fetch another first page in its place.
-        drop(slot.take());
-        progress.state(None).await?;
-        if bulk_rest {
-            return Ok(true);
-        }
-        let Some(url) = next else {
-            return Ok(false);
-        };
-        page = ctx
+    let mut next = next_page_url(plan, &mut page)?;
+    for record in std::mem::take(&mut page.records) {
+        emit_rest(progress, &rest_plan, cursor.as_deref(), record).await?;
+    }
+    // The batch may fetch another first page in its place.
+    drop(slot.take());
+    progress.state(None).await?;
+    if bulk_rest {
+        return Ok(true);
+    }
+    let mut writer = RestWriter::new(plan.emit.clone(), cursor.as_deref());
+    while let Some(url) = next {
+        let mut page: QueryPage<RawRecord> = ctx
             .client
             .query_more(&url, QueryOptions::query_all())
             .await
             .map_err(|e| failure(e, &plan.name, "REST query failed"))?;
+        next = next_page_url(plan, &mut page)?;
+        for record in &page.records {
+            progress.raw_record(&mut writer, record.get()).await?;
+        }
+        progress.state(None).await?;
+    }
+    Ok(false)
+}
+
+/// The `nextRecordsUrl` of a page that is not the last (taken from it); `None` after the last.
+fn next_page_url<T>(
+    plan: &StreamPlan,
+    page: &mut QueryPage<T>,
+) -> Result<Option<String>, StreamFailure> {
+    if page.done {
+        return Ok(None);
+    }
+    match page.next_records_url.take() {
+        Some(url) => Ok(Some(url)),
+        None => Err(StreamFailure::Failed(ConnectorError::system(format!(
+            "stream {}: Salesforce answered a query page with done=false but no nextRecordsUrl",
+            plan.name
+        )))),
     }
 }
 
@@ -697,19 +738,7 @@ async fn read_full_refresh_after(
         Err(BulkFailure::Unsupported(err)) => {
             tracing::warn!(stream = %plan.name, error = %err, "Bulk API cannot read this object; reading the rest through REST instead");
             let soql = plan.soql_after_key(Api::Rest, key, last);
-            let rest_plan = RestPlan::new(plan.emit.clone());
-            let pages = ctx
-                .client
-                .query_pages::<Map<String, Value>>(&soql, QueryOptions::query_all());
-            futures::pin_mut!(pages);
-            while let Some(page) = pages.next().await {
-                let page = page.map_err(|e| failure(e, &plan.name, "REST query failed"))?;
-                for record in page.records {
-                    emit_rest(progress, &rest_plan, None, record).await?;
-                }
-                progress.state(None).await?;
-            }
-            Ok(())
+            read_rest_pages(ctx, plan, &soql, progress).await
         }
     }
 }
@@ -894,15 +923,28 @@ async fn read_rest(
         }
         return read_rest_chunked(ctx, plan, window, key, statements, progress).await;
     }
+    read_rest_pages(ctx, plan, &soql, progress).await
+}
+
+/// Reads every page of one REST `queryAll` statement, each record converted straight from its
+/// JSON text, with a STATE after every page.
+async fn read_rest_pages(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    soql: &str,
+    progress: &mut Progress<'_>,
+) -> Result<(), StreamFailure> {
     tracing::debug!(stream = %plan.name, %soql, "REST queryAll");
-    let rest_plan = RestPlan::new(plan.emit.clone());
-    let cursor = plan.incremental.as_ref().map(|i| i.cursor.clone());
-    let pages = client.query_pages::<Map<String, Value>>(&soql, QueryOptions::query_all());
+    let cursor = plan.incremental.as_ref().map(|i| i.cursor.as_str());
+    let mut writer = RestWriter::new(plan.emit.clone(), cursor);
+    let pages = ctx
+        .client
+        .query_pages::<RawRecord>(soql, QueryOptions::query_all());
     futures::pin_mut!(pages);
     while let Some(page) = pages.next().await {
         let page = page.map_err(|e| failure(e, &plan.name, "REST query failed"))?;
-        for record in page.records {
-            emit_rest(progress, &rest_plan, cursor.as_deref(), record).await?;
+        for record in &page.records {
+            progress.raw_record(&mut writer, record.get()).await?;
         }
         progress.state(None).await?;
     }
@@ -1066,66 +1108,116 @@ async fn read_rest_chunked(
 /// them, so it is read per batch of `ContentDocument` ids, as Airbyte's connector does.
 const CONTENT_DOCUMENT_LINK: &str = "ContentDocumentLink";
 
-/// Parent ids per `ContentDocumentLink` query (Airbyte's batch size).
-const PARENT_BATCH: usize = 200;
+/// Most parent ids per `ContentDocumentLink` query. Airbyte's connector sends 200; we send as
+/// many as fit in one query URI (about 500 18-character ids), so a run spends about 2.5 times
+/// fewer calls on the link queries. The cap only bounds the id buffer.
+const PARENT_BATCH_MAX: usize = 1_000;
 
 /// The `ContentDocumentLink` query for one batch of parent document ids.
 pub fn content_document_link_soql(fields: &[String], parents: &[String]) -> String {
+    format!(
+        "SELECT {} FROM {CONTENT_DOCUMENT_LINK}{}",
+        fields.join(","),
+        content_document_link_filter(parents)
+    )
+}
+
+/// ` WHERE ContentDocumentId IN (...)` for `parents`.
+fn content_document_link_filter(parents: &[String]) -> String {
     let ids: Vec<String> = parents
         .iter()
         .map(|id| salesforce_client::soql::quote(id))
         .collect();
-    format!(
-        "SELECT {} FROM {CONTENT_DOCUMENT_LINK} WHERE ContentDocumentId IN ({})",
-        fields.join(","),
-        ids.join(",")
-    )
+    format!(" WHERE ContentDocumentId IN ({})", ids.join(","))
 }
 
-/// Reads `ContentDocumentLink` (full refresh): every `ContentDocument` id, then the links of
-/// each batch of [`PARENT_BATCH`] parents.
+/// How many of `parents` (at least one) one `ContentDocumentLink` query can carry within the
+/// query URI limit: the largest prefix whose statement fits.
+async fn parents_that_fit(
+    client: &Client,
+    fields: &[&str],
+    parents: &[String],
+) -> salesforce_client::Result<usize> {
+    let fits = |n: usize| {
+        let tail = content_document_link_filter(&parents[..n]);
+        async move {
+            match client
+                .split_select(CONTENT_DOCUMENT_LINK, fields, "Id", &tail, true)
+                .await
+            {
+                Ok(statements) => Ok(statements.len() == 1),
+                Err(salesforce_client::Error::UriTooLong { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    if fits(parents.len()).await? {
+        return Ok(parents.len());
+    }
+    // fits(lo) holds (or lo == 1, which is tried as it is), fits(hi) does not.
+    let (mut lo, mut hi) = (1usize, parents.len());
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        if fits(mid).await? {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    Ok(lo)
+}
+
+/// Reads `ContentDocumentLink` (full refresh): every `ContentDocument` id (deleted ones too),
+/// then the links of as many parents as one query URI carries, query after query.
 async fn read_content_document_links(
     ctx: &Ctx,
     plan: &StreamPlan,
     progress: &mut Progress<'_>,
 ) -> Result<(), StreamFailure> {
     let fields = plan.select_fields(Api::Rest);
+    let field_refs: Vec<&str> = fields.iter().map(String::as_str).collect();
     let rest_plan = RestPlan::new(plan.emit.clone());
     let mut parents = PageSource::new(
         &ctx.client,
         "SELECT Id FROM ContentDocument ORDER BY Id ASC",
     );
-    let mut batch: Vec<String> = Vec::with_capacity(PARENT_BATCH);
-    loop {
-        let parent = parents
-            .next_record()
-            .await
-            .map_err(|e| failure(e, &plan.name, "listing ContentDocument ids failed"))?;
-        let done = parent.is_none();
-        if let Some(id) = parent
-            .as_ref()
-            .and_then(|p| p.get("Id"))
-            .and_then(Value::as_str)
-        {
-            batch.push(id.to_owned());
-        }
-        if batch.len() >= PARENT_BATCH || (done && !batch.is_empty()) {
-            let soql = content_document_link_soql(&fields, &batch);
-            let mut links = PageSource::new(&ctx.client, &soql);
-            while let Some(link) = links
+    let mut pending: Vec<String> = Vec::with_capacity(PARENT_BATCH_MAX);
+    let mut done = false;
+    while !done || !pending.is_empty() {
+        while !done && pending.len() < PARENT_BATCH_MAX {
+            let parent = parents
                 .next_record()
                 .await
-                .map_err(|e| failure(e, &plan.name, "REST query failed"))?
-            {
-                emit_rest(progress, &rest_plan, None, link).await?;
+                .map_err(|e| failure(e, &plan.name, "listing ContentDocument ids failed"))?;
+            match parent {
+                Some(p) => {
+                    if let Some(id) = p.get("Id").and_then(Value::as_str) {
+                        pending.push(id.to_owned());
+                    }
+                }
+                None => done = true,
             }
-            progress.state(None).await?;
-            batch.clear();
         }
-        if done {
-            return Ok(());
+        if pending.is_empty() {
+            break;
         }
+        let n = parents_that_fit(&ctx.client, &field_refs, &pending)
+            .await
+            .map_err(|e| failure(e, &plan.name, "preparing the REST query failed"))?;
+        let batch: Vec<String> = pending.drain(..n).collect();
+        let soql = content_document_link_soql(&fields, &batch);
+        tracing::debug!(stream = %plan.name, parents = batch.len(), "ContentDocumentLink query");
+        let mut links = PageSource::new(&ctx.client, &soql);
+        while let Some(link) = links
+            .next_record()
+            .await
+            .map_err(|e| failure(e, &plan.name, "REST query failed"))?
+        {
+            emit_rest(progress, &rest_plan, None, link).await?;
+        }
+        progress.state(None).await?;
     }
+    Ok(())
 }
 
 /// Keys per `IN (...)` list when re-fetching rows.
@@ -1135,6 +1227,23 @@ const REFETCH_BATCH: usize = 100;
 mod tests {
     use super::*;
     use salesforce_client::ApiError;
+
+    #[test]
+    fn rate_limited_status_names_the_quota_reset() {
+        let descriptor = StreamDescriptor {
+            name: "Account".into(),
+            namespace: None,
+        };
+        let message = incomplete_rate_limited(descriptor, &airbyte_protocol::FixedClock(1_000));
+        let json = serde_json::to_value(&message).unwrap();
+        let status = &json["trace"]["stream_status"];
+        assert_eq!(status["status"], "INCOMPLETE");
+        assert_eq!(status["reasons"][0]["type"], "RATE_LIMITED");
+        assert_eq!(
+            status["reasons"][0]["rate_limited"]["quota_reset"],
+            serde_json::json!(1_000 + 86_400_000)
+        );
+    }
 
     #[test]
     fn timeouts_are_recognised() {

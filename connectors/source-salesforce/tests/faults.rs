@@ -272,3 +272,34 @@ fn insert_contacts(org: &Org, prefix: &str, n: usize) -> BTreeSet<String> {
     assert_eq!(ids.len(), n, "{body}");
     ids
 }
+
+/// A field Bulk API cannot write into CSV (`complexvalue`, salesforce-api.md §5.1: job creation
+/// answers `FeatureNotEnabled : Cannot serialize value for ...`) sends that object to REST, which
+/// returns the field; Airbyte's source fails such a stream instead.
+#[test]
+fn an_object_with_a_complexvalue_field_is_read_through_rest() {
+    let org = Org::start(Config {
+        default_rows: 3,
+        rows: [("Shipment__c".to_owned(), 20_000)].into(),
+        ..Config::default()
+    });
+    let catalog = configured(&discover(&org), &["Shipment__c"], "full_refresh");
+    org.reset_calls();
+    let run = read(&org, &catalog, None);
+    assert_complete(&org, &run, &["Shipment__c"]);
+    let by = org.calls_by_endpoint();
+    assert_eq!(
+        by.get("POST /services/data/{version}/jobs/query"),
+        Some(&1),
+        "one refused Bulk job: {by:?}"
+    );
+    let records = records_of(&run, "Shipment__c");
+    let with_value = records
+        .iter()
+        .filter(|m| m["record"]["data"]["Record_Types__c"].is_string())
+        .count();
+    assert!(
+        with_value > 0,
+        "the complexvalue field never arrived as text"
+    );
+}

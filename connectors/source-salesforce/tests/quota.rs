@@ -3,7 +3,7 @@
 
 use salesforce_emulator::Config;
 use serde_json::{Value, json};
-use testkit::{Run, json_file, run_connector};
+use testkit::Run;
 
 use crate::emulator::{
     Org, block_on, configured, discover, emulator_rows, final_states, query_count, read_with,

@@ -3,4 +3,6 @@
 mod cli;
 mod emulator;
 mod faults;
+mod objects;
 mod quota;
+mod resume;
