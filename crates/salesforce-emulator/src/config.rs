@@ -244,6 +244,9 @@ pub struct Faults {
     pub token_lifetime_secs: Option<u64>,
     /// Cut the connection after this many body bytes of the next Bulk result download; fires once.
     pub reset_after_bytes: Option<u64>,
+    /// Cut the connection after this many body bytes of the next successful REST query page
+    /// (`query`, `queryAll` or a `nextRecordsUrl` page); fires once.
+    pub rest_reset_after_bytes: Option<u64>,
     /// Queries examining more rows than this fail with 400 `QUERY_TIMEOUT` (§3.3).
     pub query_timeout_rows: Option<u64>,
     /// Forced outcome of the next Bulk job: a query job when it is created, an ingest job when it

@@ -372,6 +372,46 @@ fn into(r: Result<(StatusCode, Json), ApiError>) -> Response {
     }
 }
 
+/// A query page, cut after `rest_reset_after_bytes` body bytes when that fault is armed (a
+/// connection reset in the middle of a body, issue switch list; the client sees a truncated
+/// chunked body).
+fn query_answer(state: &EmulatorState, r: Result<(StatusCode, Json), ApiError>) -> Response {
+    let cut = match &r {
+        Ok((s, _)) if s.is_success() => lock(&state.faults).rest_reset_after_bytes.take(),
+        _ => None,
+    };
+    match (r, cut) {
+        (Ok((_, j)), Some(n)) => {
+            let mut text = j.to_string().into_bytes();
+            text.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+            // The cut comes a moment after the first bytes, so the status line and headers are
+            // on the wire first (as with a connection dropped mid-transfer).
+            let chunks = futures::stream::unfold(Some(Bytes::from(text)), |first| async move {
+                match first {
+                    Some(bytes) => Some((Ok(bytes), None)),
+                    None => {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                        Some((
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "injected connection reset",
+                            )),
+                            None,
+                        ))
+                    }
+                }
+            });
+            let mut resp = Response::new(Body::from_stream(chunks));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json;charset=UTF-8"),
+            );
+            resp
+        }
+        (r, _) => into(r),
+    }
+}
+
 /// `GET /query?q=`.
 pub async fn query(
     State(state): St,
@@ -379,7 +419,10 @@ pub async fn query(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    into(dispatch_get(&state, &v, &["query"], &params(&q), &headers).await)
+    query_answer(
+        &state,
+        dispatch_get(&state, &v, &["query"], &params(&q), &headers).await,
+    )
 }
 
 /// `GET /queryAll?q=`.
@@ -389,12 +432,16 @@ pub async fn query_all(
     RawQuery(q): RawQuery,
     headers: HeaderMap,
 ) -> Response {
-    into(dispatch_get(&state, &v, &["queryAll"], &params(&q), &headers).await)
+    query_answer(
+        &state,
+        dispatch_get(&state, &v, &["queryAll"], &params(&q), &headers).await,
+    )
 }
 
 /// `GET /query/{locator}` (also under `/queryAll/`).
 pub async fn query_more(State(state): St, Path((v, locator)): Path<(String, String)>) -> Response {
-    into(
+    query_answer(
+        &state,
         dispatch_get(
             &state,
             &v,

@@ -510,3 +510,32 @@ async fn injected_401_mid_pagination_then_refresh_and_continue() {
         "INVALID_AUTH_HEADER"
     );
 }
+
+/// Fault `rest_reset_after_bytes`: the next REST query page is cut mid-body, once; the same
+/// request then answers whole.
+#[tokio::test]
+async fn rest_query_body_reset_mid_stream_fires_once() {
+    let o = org(config(&[("Account", 300)])).await;
+    o.admin(
+        Method::PUT,
+        "/faults",
+        json!({"rest_reset_after_bytes": 2000}),
+    )
+    .await;
+    let url = o.url("/queryAll/?q=SELECT+Id,+Name+FROM+Account");
+    let cut = o.http.get(&url).bearer_auth(&o.token).send().await.unwrap();
+    assert_eq!(cut.status().as_u16(), 200);
+    assert!(cut.text().await.is_err(), "body cut mid-stream");
+    let whole: Value = o
+        .http
+        .get(&url)
+        .bearer_auth(&o.token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(whole["totalSize"], 300);
+    assert_eq!(whole["records"].as_array().unwrap().len(), 300);
+}
