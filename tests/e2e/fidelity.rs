@@ -2454,34 +2454,7 @@ mod unit {
     #[test]
     fn type_mapping_covers_every_wsdl_field_type() {
         // salesforce-api.md §2.4: every describe type the emulator may emit must be known here.
-        for t in [
-            "string",
-            "picklist",
-            "multipicklist",
-            "combobox",
-            "reference",
-            "base64",
-            "boolean",
-            "currency",
-            "textarea",
-            "int",
-            "double",
-            "percent",
-            "phone",
-            "id",
-            "date",
-            "datetime",
-            "time",
-            "url",
-            "email",
-            "encryptedstring",
-            "datacategorygroupreference",
-            "location",
-            "address",
-            "anyType",
-            "complexvalue",
-            "long",
-        ] {
+        for t in salesforce_emulator::schema::WSDL_FIELD_TYPES {
             assert!(expected_property(t).is_some(), "{t}");
         }
         assert!(expected_property("floatarray").is_none());

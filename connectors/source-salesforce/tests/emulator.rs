@@ -422,11 +422,16 @@ fn incremental_second_run_returns_only_changes() {
 
 /// Updates `Name` of the given Account rows through the emulator's admin API.
 pub(crate) fn update_names(org: &Org, ids: &[String]) {
-    let url = format!("{}/__emulator/records/Account", org.handle.base_url);
     let rows: Vec<Value> = ids
         .iter()
         .map(|id| json!({"Id": id, "Name": format!("changed {id}")}))
         .collect();
+    patch_records(org, "Account", rows);
+}
+
+/// Updates rows of `object` (each with its `Id`) through the emulator's admin API.
+pub(crate) fn patch_records(org: &Org, object: &str, rows: Vec<Value>) {
+    let url = format!("{}/__emulator/records/{object}", org.handle.base_url);
     block_on(async {
         let resp = reqwest::Client::new()
             .patch(&url)

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use testkit::Run;
 
 use crate::emulator::{
-    Org, block_on, configured, discover, emulator_rows, read, records_of, states_of, statuses,
+    Org, block_on, configured, discover, emulator_rows, patch_records, read, records_of, states_of,
+    statuses,
 };
 
 const WIDE: &str = "Wide__c";
@@ -223,20 +224,11 @@ fn wide_object_through_rest_column_chunks() {
         .take(2)
         .map(|s| (*s).to_owned())
         .collect();
-    let url = format!("{}/__emulator/records/{WIDE}", org.handle.base_url);
     let rows: Vec<Value> = ids
         .iter()
         .map(|id| json!({"Id": id, "Wide_Text_Field_0800__c": format!("changed {id}")}))
         .collect();
-    block_on(async {
-        let resp = reqwest::Client::new()
-            .patch(&url)
-            .json(&json!({"records": rows}))
-            .send()
-            .await
-            .unwrap();
-        assert!(resp.status().is_success(), "{}", resp.status());
-    });
+    patch_records(&org, WIDE, rows);
     lock(&org.handle.state.faults).next_job = Some(JobOutcome::Failed);
     let second = read(&org, &incremental, Some(&json!([state])));
     assert_eq!(second.code(), Some(0), "stderr: {}", second.stderr);

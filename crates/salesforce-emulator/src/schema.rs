@@ -6,6 +6,37 @@
 
 use std::collections::HashMap;
 
+/// Every describe `type` value of the Partner WSDL `fieldType` enum (salesforce-api.md §2.4); the
+/// org has a field of each.
+pub const WSDL_FIELD_TYPES: &[&str] = &[
+    "string",
+    "picklist",
+    "multipicklist",
+    "combobox",
+    "reference",
+    "base64",
+    "boolean",
+    "currency",
+    "textarea",
+    "int",
+    "double",
+    "percent",
+    "phone",
+    "id",
+    "date",
+    "datetime",
+    "time",
+    "url",
+    "email",
+    "encryptedstring",
+    "datacategorygroupreference",
+    "location",
+    "address",
+    "anyType",
+    "complexvalue",
+    "long",
+];
+
 /// Describe `type` values (§2.4, Partner WSDL `fieldType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FieldType {

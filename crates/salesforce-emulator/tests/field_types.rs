@@ -28,35 +28,8 @@ async fn the_org_has_every_wsdl_field_type() {
         }
     }
     // §2.4 WSDL fieldType enum.
-    for t in [
-        "string",
-        "picklist",
-        "multipicklist",
-        "combobox",
-        "reference",
-        "base64",
-        "boolean",
-        "currency",
-        "textarea",
-        "int",
-        "double",
-        "percent",
-        "phone",
-        "id",
-        "date",
-        "datetime",
-        "time",
-        "url",
-        "email",
-        "encryptedstring",
-        "datacategorygroupreference",
-        "location",
-        "address",
-        "anyType",
-        "complexvalue",
-        "long",
-    ] {
-        assert!(types.contains(t), "no field of type {t} in the org");
+    for t in salesforce_emulator::schema::WSDL_FIELD_TYPES {
+        assert!(types.contains(*t), "no field of type {t} in the org");
     }
 }
 
