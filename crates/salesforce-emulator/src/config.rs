@@ -136,6 +136,11 @@ pub struct Switches {
     pub token_sliding_expiry: bool,
     /// §2.11 / getDeleted: days the recycle bin keeps deleted rows (default 15).
     pub recycle_bin_days: i64,
+    /// getUpdated / getDeleted ignore the seconds of `start` and `end` ("12:30:15 is interpreted as
+    /// 12:30:00 UTC", REST API guide, sObject Get Updated / Get Deleted): both bounds are truncated
+    /// to a multiple of this many ms (default 60,000, the documented minute; 0 = exact, for tests
+    /// that change rows and sync within the same minute).
+    pub replication_granularity_ms: i64,
     /// §5.4: rows per Bulk result page when `maxRecords` is absent.
     pub bulk_default_page_rows: u64,
     /// Bulk results with zero rows: send the header row (true) or an empty body (false, default).
@@ -188,6 +193,7 @@ impl Default for Switches {
             rest_base64: Base64Rest::BlobUrl,
             token_sliding_expiry: true,
             recycle_bin_days: 15,
+            replication_granularity_ms: 60_000,
             bulk_default_page_rows: 100_000,
             bulk_empty_result_header: false,
             bulk_queued_ms: 0,

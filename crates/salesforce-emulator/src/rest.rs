@@ -629,6 +629,16 @@ fn replication(
             })
     };
     let (start, end) = (parse("start")?, parse("end")?);
+    // The seconds of both bounds are ignored (switch `replication_granularity_ms`).
+    let granularity = state.switches().replication_granularity_ms;
+    let truncate = |t: i64| {
+        if granularity > 0 {
+            t - t.rem_euclid(granularity)
+        } else {
+            t
+        }
+    };
+    let (start, end) = (truncate(start), truncate(end));
     if end < start {
         return Err(ApiError::new(
             400,
@@ -652,7 +662,7 @@ fn replication(
         ));
     }
     let rows = engine::scan_range(&snap, oi, start, end, deleted);
-    let latest = end.min(now) - (end.min(now)).rem_euclid(60_000);
+    let latest = truncate(end.min(now));
     if deleted {
         let recs: Vec<Json> = rows
             .iter()
