@@ -365,6 +365,10 @@ def incremental_repeat(side: Side, n: int) -> dict:
                 recs = [{"Id": x["Id"], "Notes__c": f"bench change {time.time_ns()}"} for x in ids]
                 emu.json("PATCH", f"/__emulator/records/{o}", {"records": recs}, auth=False)
                 changed += len(recs)
+            # getUpdated ignores the seconds of its bounds (Salesforce, and the emulator's default):
+            # a change is reported once its minute is over, so the sync starts in the next minute,
+            # as a scheduled sync would.
+            time.sleep(61 - time.time() % 60)
             third = side.run(emu, wd, "read", cfg, catalog, state=state2)
             if third.exit_code != 0:
                 raise NotRun(failure_reason(third, f"{side.name} read after changes"))
