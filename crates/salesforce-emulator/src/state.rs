@@ -64,7 +64,7 @@ pub struct Tokens {
 pub struct Counters {
     /// Calls since the last reset.
     pub total: u64,
-    /// Calls per "<METHOD> <route pattern>".
+    /// Calls per `"<METHOD> <route pattern>"`.
     pub by_endpoint: BTreeMap<String, u64>,
     /// Calls counted against the daily allocation.
     pub daily_used: u64,
