@@ -180,6 +180,8 @@ struct RestKey {
     emit: Option<usize>,
     /// The field is the cursor, whose raw text is handed back.
     cursor: bool,
+    /// The field is the key, whose text is kept ([`RestWriter::key`]).
+    key: bool,
 }
 
 /// The REST twin of [`CsvPlan::write_data`]: converts a record straight from its JSON text into
@@ -198,6 +200,8 @@ pub struct RestWriter {
     spans: Vec<Option<(usize, usize)>>,
     cursor: String,
     has_cursor: bool,
+    key: String,
+    has_key: bool,
 }
 
 impl RestWriter {
@@ -210,6 +214,7 @@ impl RestWriter {
                 let key = RestKey {
                     emit: Some(at),
                     cursor: Some(name.as_str()) == cursor,
+                    key: false,
                 };
                 (name.clone(), key)
             })
@@ -218,6 +223,7 @@ impl RestWriter {
             index.entry(c.to_owned()).or_insert(RestKey {
                 emit: None,
                 cursor: true,
+                key: false,
             });
         }
         let keys = fields
@@ -237,7 +243,33 @@ impl RestWriter {
             scratch: Vec::with_capacity(1024),
             cursor: String::new(),
             has_cursor: false,
+            key: String::new(),
+            has_key: false,
         }
+    }
+
+    /// Also keeps the text of the `key` field of every record parsed (see [`RestWriter::key`]).
+    pub fn with_key(mut self, key: &str) -> Self {
+        self.index
+            .entry(key.to_owned())
+            .or_insert(RestKey {
+                emit: None,
+                cursor: false,
+                key: false,
+            })
+            .key = true;
+        self
+    }
+
+    /// The cursor field's text of the last parsed record, when it is a string.
+    pub fn cursor(&self) -> Option<&str> {
+        self.has_cursor.then_some(self.cursor.as_str())
+    }
+
+    /// The key field's text of the last parsed record, when the writer keeps one
+    /// ([`RestWriter::with_key`]) and the record has it as a string.
+    pub fn key(&self) -> Option<&str> {
+        self.has_key.then_some(self.key.as_str())
     }
 
     /// Reads one record (a JSON object; `attributes` and unselected keys are skipped) and
@@ -246,6 +278,7 @@ impl RestWriter {
         self.scratch.clear();
         self.spans.iter_mut().for_each(|s| *s = None);
         self.has_cursor = false;
+        self.has_key = false;
         let mut de = serde_json::Deserializer::from_str(raw);
         serde::de::DeserializeSeed::deserialize(RecordSeed { w: self }, &mut de)?;
         de.end()?;
@@ -298,6 +331,9 @@ impl<'de> serde::de::Visitor<'de> for RecordSeed<'_> {
             if key.cursor {
                 w.has_cursor = false;
             }
+            if key.key {
+                w.has_key = false;
+            }
             let kind = key
                 .emit
                 .and_then(|at| w.fields.get(at))
@@ -308,6 +344,7 @@ impl<'de> serde::de::Visitor<'de> for RecordSeed<'_> {
                 kind,
                 out: &mut w.scratch,
                 cursor: key.cursor.then_some((&mut w.cursor, &mut w.has_cursor)),
+                key: key.key.then_some((&mut w.key, &mut w.has_key)),
             })?;
             match key.emit.and_then(|at| w.spans.get_mut(at)) {
                 Some(span) => *span = present.then_some((start, w.scratch.len())),
@@ -348,6 +385,7 @@ struct ValueSeed<'a> {
     kind: FieldKind,
     out: &'a mut Vec<u8>,
     cursor: Option<(&'a mut String, &'a mut bool)>,
+    key: Option<(&'a mut String, &'a mut bool)>,
 }
 
 impl ValueSeed<'_> {
@@ -387,7 +425,7 @@ impl<'de> serde::de::Visitor<'de> for ValueSeed<'_> {
     }
 
     fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<bool, E> {
-        if let Some((text, has)) = self.cursor {
+        for (text, has) in [self.cursor, self.key].into_iter().flatten() {
             text.clear();
             text.push_str(v);
             *has = true;
@@ -1277,6 +1315,23 @@ mod tests {
             (reference, Some("x".to_owned()))
         );
         assert!(writer.parse("[1, 2]").is_err(), "a record is an object");
+        // The key's text is kept on request, emitted or not; the output does not change.
+        let mut keyed = RestWriter::new(fields.clone(), Some("SystemModstamp")).with_key("Id");
+        for record in &records {
+            assert_eq!(
+                rest_direct(&mut keyed, record),
+                rest_reference(&fields, record)
+            );
+            assert_eq!(keyed.key(), record["Id"].as_str(), "{record}");
+            assert_eq!(keyed.cursor(), record["SystemModstamp"].as_str());
+        }
+        assert_eq!(writer.key(), None, "a writer without with_key keeps no key");
+        let mut unselected = RestWriter::new(fields.clone(), None).with_key("Other");
+        unselected.parse(&records[0].to_string()).unwrap();
+        assert_eq!(unselected.key(), Some("not selected"));
+        let mut out = Vec::new();
+        unselected.write_data(&mut out);
+        assert!(!String::from_utf8(out).unwrap().contains("not selected"));
         assert!(writer.parse("{\"Id\": \"001E\"} x").is_err());
     }
 

@@ -12,6 +12,8 @@
 //! - [`convert`]: REST JSON and Bulk CSV values → typed JSON through per-column plans;
 //! - [`merge`]: joining the column-chunk queries of a wide object read through REST;
 //! - [`plan`]: one stream's plan: fields, API, time range and SOQL;
+//! - `rerun`: where a REST query stands, to run it again for exactly the rest of its rows when
+//!   Salesforce loses its query locator (a page broke off, `INVALID_QUERY_LOCATOR`);
 //! - [`stream`]: reading one stream and reporting it (records, checkpoints, statuses);
 //! - [`source`]: the [`airbyte_protocol::Connector`] implementation (check, discover, read) and
 //!   the orchestration of the streams.
@@ -23,6 +25,7 @@ pub mod convert;
 pub mod discovery;
 pub mod merge;
 pub mod plan;
+mod rerun;
 pub mod source;
 pub mod state;
 pub mod stream;

@@ -24,6 +24,7 @@ use crate::config::IsoDuration;
 use crate::convert::{CsvPlan, RawRecord, RestPlan, RestWriter, parse_timestamp};
 use crate::merge::{ChunkSource, DEFAULT_LOOKAHEAD, Merger, Record};
 use crate::plan::{Api, StreamPlan, split_window};
+use crate::rerun::RestPosition;
 use crate::source::client_error;
 use crate::state::{cursor_state, full_refresh_state};
 
@@ -184,18 +185,26 @@ impl<'a> Progress<'a> {
         self.after_record().await
     }
 
-    /// Emits one REST record from its JSON text, converted by `writer` straight into the batch.
+    /// Emits one REST record from its JSON text, converted by `writer` straight into the batch,
+    /// unless `position` knows it is out already (a re-run query sends the rows at its first
+    /// cursor value again).
     async fn raw_record(
         &mut self,
         writer: &mut RestWriter,
+        position: &mut RestPosition,
         raw: &str,
     ) -> Result<(), StreamFailure> {
-        let cursor = writer.parse(raw).map_err(|e| {
+        writer.parse(raw).map_err(|e| {
             StreamFailure::Failed(ConnectorError::system(format!(
                 "stream {}: Salesforce sent a query record that is not a JSON object: {e}",
                 self.descriptor.name
             )))
         })?;
+        let cursor = writer.cursor();
+        if position.emitted(cursor, writer.key()) {
+            return Ok(());
+        }
+        position.observe(cursor, writer.key());
         self.before_record(cursor).await?;
         self.frame.begin(&mut self.batch);
         writer.write_data(&mut self.batch);
@@ -679,8 +688,11 @@ async fn continue_rest(
             *held_back = Some(last);
         }
     }
-    let mut next = next_page_url(plan, &mut page)?;
+    let next = next_page_url(plan, &mut page)?;
+    // The page came from the stream's one REST statement over its whole range (`head_query`).
+    let mut position = rest_position(plan, &plan.soql(Api::Rest), plan_window(plan));
     for record in std::mem::take(&mut page.records) {
+        position.observe_record(&record);
         emit_rest(progress, &rest_plan, cursor.as_deref(), record).await?;
     }
     // The batch may fetch another first page in its place.
@@ -689,20 +701,98 @@ async fn continue_rest(
     if bulk_rest {
         return Ok(true);
     }
-    let mut writer = RestWriter::new(plan.emit.clone(), cursor.as_deref());
-    while let Some(url) = next {
-        let mut page: QueryPage<RawRecord> = ctx
-            .client
-            .query_more(&url, QueryOptions::query_all())
-            .await
-            .map_err(|e| failure(e, &plan.name, "REST query failed"))?;
-        next = next_page_url(plan, &mut page)?;
+    if let Some(url) = next {
+        read_rest_from(ctx, plan, RestRequest::More(url), &mut position, progress).await?;
+    }
+    Ok(false)
+}
+
+/// The planned window of an incremental stream.
+fn plan_window(plan: &StreamPlan) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    plan.incremental.as_ref().map(|i| (i.lower, i.upper))
+}
+
+/// Where a REST statement `soql` of the stream (over `window` for an incremental one) stands
+/// before its first row: ordered by cursor then key, by key, or (no key) not re-runnable.
+fn rest_position(
+    plan: &StreamPlan,
+    soql: &str,
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
+) -> RestPosition {
+    let object = &plan.info.name;
+    match (&plan.info.primary_key, &plan.incremental, window) {
+        (Some(key), Some(inc), Some((_, upper))) => {
+            RestPosition::by_cursor(soql, object, &inc.cursor, key, upper)
+        }
+        (Some(key), None, _) => RestPosition::by_key(soql, object, key, None),
+        _ => RestPosition::unordered(soql, object),
+    }
+}
+
+/// The next REST call of a query.
+enum RestRequest {
+    /// Run a statement (its first page).
+    Query(String),
+    /// Follow a `nextRecordsUrl`.
+    More(String),
+}
+
+/// Reads a REST query's pages from `request` to its end, each record converted straight from
+/// its JSON text, with a STATE after every page. When Salesforce loses the query's locator (a
+/// page broke off mid-transfer, or `INVALID_QUERY_LOCATOR`), the query runs again for the
+/// rows `position` has not seen emitted: no row lost, none emitted twice.
+async fn read_rest_from(
+    ctx: &Ctx,
+    plan: &StreamPlan,
+    request: RestRequest,
+    position: &mut RestPosition,
+    progress: &mut Progress<'_>,
+) -> Result<(), StreamFailure> {
+    let cursor = plan.incremental.as_ref().map(|i| i.cursor.as_str());
+    let key = plan.info.primary_key.as_deref().unwrap_or("Id");
+    let mut writer = RestWriter::new(plan.emit.clone(), cursor).with_key(key);
+    let mut next = Some(request);
+    while let Some(request) = next.take() {
+        let answer = match &request {
+            RestRequest::Query(soql) => {
+                tracing::debug!(stream = %plan.name, %soql, "REST queryAll");
+                ctx.client
+                    .query_page::<RawRecord>(soql, QueryOptions::query_all())
+                    .await
+            }
+            RestRequest::More(url) => {
+                ctx.client
+                    .query_more::<RawRecord>(url, QueryOptions::query_all())
+                    .await
+            }
+        };
+        let mut page = match answer {
+            Ok(page) => page,
+            Err(err) if err.is_query_locator_lost() => match position.rerun() {
+                Ok(soql) => {
+                    tracing::warn!(stream = %plan.name, error = %err, "Salesforce lost the query's locator; running the query again from the last row received");
+                    next = Some(RestRequest::Query(soql));
+                    continue;
+                }
+                Err(why) => {
+                    let what = format!(
+                        "stream {}: Salesforce lost the REST query's locator and the query cannot be run again for the rest of its rows ({why})",
+                        plan.name
+                    );
+                    return Err(StreamFailure::Failed(client_error(err, &what)));
+                }
+            },
+            Err(err) => return Err(failure(err, &plan.name, "REST query failed")),
+        };
+        next = next_page_url(plan, &mut page)?.map(RestRequest::More);
         for record in &page.records {
-            progress.raw_record(&mut writer, record.get()).await?;
+            progress
+                .raw_record(&mut writer, position, record.get())
+                .await?;
         }
         progress.state(None).await?;
     }
-    Ok(false)
+    Ok(())
 }
 
 /// The `nextRecordsUrl` of a page that is not the last (taken from it); `None` after the last.
@@ -738,7 +828,7 @@ async fn read_full_refresh_after(
         Err(BulkFailure::Unsupported(err)) => {
             tracing::warn!(stream = %plan.name, error = %err, "Bulk API cannot read this object; reading the rest through REST instead");
             let soql = plan.soql_after_key(Api::Rest, key, last);
-            read_rest_pages(ctx, plan, &soql, progress).await
+            read_rest_pages(ctx, plan, &soql, None, progress).await
         }
     }
 }
@@ -923,32 +1013,27 @@ async fn read_rest(
         }
         return read_rest_chunked(ctx, plan, window, key, statements, progress).await;
     }
-    read_rest_pages(ctx, plan, &soql, progress).await
+    read_rest_pages(ctx, plan, &soql, window, progress).await
 }
 
-/// Reads every page of one REST `queryAll` statement, each record converted straight from its
-/// JSON text, with a STATE after every page.
+/// Reads every page of one REST `queryAll` statement of the stream (over `window` for an
+/// incremental one); see [`read_rest_from`].
 async fn read_rest_pages(
     ctx: &Ctx,
     plan: &StreamPlan,
     soql: &str,
+    window: Option<(DateTime<Utc>, DateTime<Utc>)>,
     progress: &mut Progress<'_>,
 ) -> Result<(), StreamFailure> {
-    tracing::debug!(stream = %plan.name, %soql, "REST queryAll");
-    let cursor = plan.incremental.as_ref().map(|i| i.cursor.as_str());
-    let mut writer = RestWriter::new(plan.emit.clone(), cursor);
-    let pages = ctx
-        .client
-        .query_pages::<RawRecord>(soql, QueryOptions::query_all());
-    futures::pin_mut!(pages);
-    while let Some(page) = pages.next().await {
-        let page = page.map_err(|e| failure(e, &plan.name, "REST query failed"))?;
-        for record in &page.records {
-            progress.raw_record(&mut writer, record.get()).await?;
-        }
-        progress.state(None).await?;
-    }
-    Ok(())
+    let mut position = rest_position(plan, soql, window);
+    read_rest_from(
+        ctx,
+        plan,
+        RestRequest::Query(soql.to_owned()),
+        &mut position,
+        progress,
+    )
+    .await
 }
 
 async fn emit_rest(
@@ -965,19 +1050,25 @@ async fn emit_rest(
     progress.record(data, cursor_text.as_deref()).await
 }
 
-/// One column chunk's REST query as a [`ChunkSource`].
+/// One REST query's records (a column chunk's, a list of parents, ...) as a [`ChunkSource`]:
+/// a query whose locator Salesforce loses runs again for the rows `position` has not seen
+/// (when its order allows; else the error is returned).
 struct PageSource {
+    client: Client,
     pages: std::pin::Pin<
         Box<dyn futures::Stream<Item = salesforce_client::Result<QueryPage<Record>>> + Send>,
     >,
     buffered: std::vec::IntoIter<Record>,
+    position: RestPosition,
 }
 
 impl PageSource {
-    fn new(client: &Client, soql: &str) -> Self {
+    fn new(client: &Client, soql: &str, position: RestPosition) -> Self {
         Self {
+            client: client.clone(),
             pages: Box::pin(client.query_pages::<Record>(soql, QueryOptions::query_all())),
             buffered: Vec::new().into_iter(),
+            position,
         }
     }
 }
@@ -988,10 +1079,28 @@ impl ChunkSource for PageSource {
     async fn next_record(&mut self) -> Result<Option<Record>, Self::Error> {
         loop {
             if let Some(record) = self.buffered.next() {
+                if self.position.emitted_record(&record) {
+                    continue;
+                }
+                self.position.observe_record(&record);
                 return Ok(Some(record));
             }
             match self.pages.next().await {
-                Some(page) => self.buffered = page?.records.into_iter(),
+                Some(Ok(page)) => self.buffered = page.records.into_iter(),
+                Some(Err(err)) if err.is_query_locator_lost() => match self.position.rerun() {
+                    Ok(soql) => {
+                        tracing::warn!(error = %err, "Salesforce lost the query's locator; running the query again from the last row received");
+                        self.pages = Box::pin(
+                            self.client
+                                .query_pages::<Record>(&soql, QueryOptions::query_all()),
+                        );
+                    }
+                    Err(why) => {
+                        tracing::warn!(error = %err, "the query cannot be run again for the rest of its rows: {why}");
+                        return Err(err);
+                    }
+                },
+                Some(Err(err)) => return Err(err),
                 None => return Ok(None),
             }
         }
@@ -1015,7 +1124,7 @@ async fn read_rest_chunked(
     let cursor = plan.incremental.as_ref().map(|i| i.cursor.clone());
     let sources = statements
         .iter()
-        .map(|soql| PageSource::new(&ctx.client, soql))
+        .map(|soql| PageSource::new(&ctx.client, soql, rest_position(plan, soql, window)))
         .collect();
     let mut merger = Merger::new(sources, key, DEFAULT_LOOKAHEAD);
     let mut since_state = 0u64;
@@ -1068,7 +1177,9 @@ async fn read_rest_chunked(
             .map_err(|e| failure(e, &plan.name, "preparing the REST query failed"))?;
         let mut parts: HashMap<String, (usize, Record)> = HashMap::new();
         for soql in &statements {
-            let mut source = PageSource::new(&ctx.client, soql);
+            // A few rows by key: one page, no locator to lose.
+            let position = RestPosition::unordered(soql, &plan.info.name);
+            let mut source = PageSource::new(&ctx.client, soql, position);
             while let Some(part) = source
                 .next_record()
                 .await
@@ -1177,9 +1288,11 @@ async fn read_content_document_links(
     let fields = plan.select_fields(Api::Rest);
     let field_refs: Vec<&str> = fields.iter().map(String::as_str).collect();
     let rest_plan = RestPlan::new(plan.emit.clone());
+    let parents_soql = "SELECT Id FROM ContentDocument ORDER BY Id ASC";
     let mut parents = PageSource::new(
         &ctx.client,
-        "SELECT Id FROM ContentDocument ORDER BY Id ASC",
+        parents_soql,
+        RestPosition::by_key(parents_soql, "ContentDocument", "Id", None),
     );
     let mut pending: Vec<String> = Vec::with_capacity(PARENT_BATCH_MAX);
     let mut done = false;
@@ -1207,7 +1320,11 @@ async fn read_content_document_links(
         let batch: Vec<String> = pending.drain(..n).collect();
         let soql = content_document_link_soql(&fields, &batch);
         tracing::debug!(stream = %plan.name, parents = batch.len(), "ContentDocumentLink query");
-        let mut links = PageSource::new(&ctx.client, &soql);
+        // Not re-runnable (ContentDocumentLink takes only an `=` / `IN` filter on its parents;
+        // an `ORDER BY Id` with `Id >` is not known to be accepted): a lost locator fails the
+        // stream, and the next run reads it again.
+        let position = RestPosition::unordered(&soql, CONTENT_DOCUMENT_LINK);
+        let mut links = PageSource::new(&ctx.client, &soql, position);
         while let Some(link) = links
             .next_record()
             .await
@@ -1489,6 +1606,105 @@ mod chunk_tests {
             .filter(|m| matches!(m, AirbyteMessage::State { .. }))
             .count();
         assert!(states >= 1);
+    }
+
+    /// `INVALID_QUERY_LOCATOR` on a `nextRecordsUrl` (a locator used already, expired or
+    /// evicted): the query runs again from the last cursor value emitted, skipping the rows at
+    /// that value already out; with the first page, every row of the window once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_invalid_query_locator_reruns_the_query_from_the_last_row() {
+        let org = salesforce_emulator::spawn(salesforce_emulator::Config {
+            default_rows: 3,
+            rows: [("Contact".to_owned(), 5_000)].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let raw = json!({"client_id": "emulator-client-id", "client_secret": "emulator-client-secret",
+                         "refresh_token": "emulator-refresh-token", "login_url": org.base_url,
+                         "start_date": "2015-01-01"});
+        let config = Config::from_raw(
+            RawConfig::from_json(raw.as_object().unwrap()).unwrap(),
+            Utc::now(),
+        )
+        .unwrap();
+        let client = build_client(&config, &Rotation::new(JsonObject::new())).unwrap();
+        let describe = client.describe("Contact").await.unwrap();
+        let configured: ConfiguredAirbyteStream = serde_json::from_value(json!({
+            "stream": {"name": "Contact", "json_schema": {"type": "object", "properties": {}},
+                       "supported_sync_modes": ["full_refresh", "incremental"]},
+            "sync_mode": "incremental", "destination_sync_mode": "append"
+        }))
+        .unwrap();
+        let plan = plan_stream(&configured, &describe, &config, None, Utc::now()).unwrap();
+        let ctx = Ctx {
+            client: client.clone(),
+            preserve_na: false,
+            step: config.stream_slice_step,
+            heartbeat: HEARTBEAT,
+        };
+        let soql = plan.soql(Api::Rest);
+        let mut position = rest_position(&plan, &soql, plan_window(&plan));
+        // The first page, as the batch or a first query would fetch it.
+        let first: QueryPage<Record> = client
+            .query_page(&soql, QueryOptions::query_all())
+            .await
+            .unwrap();
+        let mut seen: Vec<String> = Vec::new();
+        for record in &first.records {
+            position.observe_record(record);
+            seen.push(record["Id"].as_str().unwrap().to_owned());
+        }
+        let next = first.next_records_url.unwrap();
+        let (_, at) = next.rsplit_once('-').unwrap();
+        let lost = format!("/services/data/v62.0/query/01gLOST000000000AAA-{at}");
+
+        let (tx, rx) = mpsc::channel(100_000);
+        let mut progress = Progress::new(
+            plan.descriptor.clone(),
+            &tx,
+            plan.incremental
+                .as_ref()
+                .map(|i| (i.cursor.clone(), i.initial)),
+        );
+        progress.running = true;
+        let before = salesforce_emulator::state::lock(&org.state.counters).clone();
+        let result = read_rest_from(
+            &ctx,
+            &plan,
+            RestRequest::More(lost),
+            &mut position,
+            &mut progress,
+        )
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+        drop(progress);
+        drop(tx);
+        // Every RECORD, not the map by Id `records` builds: a duplicate must show.
+        for m in collect(rx).await {
+            if let AirbyteMessage::Record { record, .. } = m {
+                seen.push(record.data["Id"].as_str().unwrap().to_owned());
+            }
+        }
+        let distinct: std::collections::BTreeSet<&String> = seen.iter().collect();
+        assert_eq!(distinct.len(), seen.len(), "a row emitted twice");
+        assert_eq!(
+            seen.len() as u64,
+            first.total_size,
+            "every row of the window"
+        );
+        let after = salesforce_emulator::state::lock(&org.state.counters).clone();
+        let statements = after
+            .by_endpoint
+            .get("GET /services/data/{version}/queryAll/")
+            .copied()
+            .unwrap_or(0)
+            - before
+                .by_endpoint
+                .get("GET /services/data/{version}/queryAll/")
+                .copied()
+                .unwrap_or(0);
+        assert_eq!(statements, 1, "one re-run: {:?}", after.by_endpoint);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

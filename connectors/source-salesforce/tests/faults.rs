@@ -303,3 +303,157 @@ fn an_object_with_a_complexvalue_field_is_read_through_rest() {
         "the complexvalue field never arrived as text"
     );
 }
+
+/// Every Id of `object` in the emulator (queryAll semantics), read through its REST API page by
+/// page; call it while no fault is armed.
+fn org_ids(org: &Org, object: &str) -> BTreeSet<String> {
+    let base = org.handle.base_url.clone();
+    let soql = format!("SELECT Id FROM {object}");
+    crate::emulator::block_on(async move {
+        let http = reqwest::Client::new();
+        let token: Value = http
+            .post(format!("{base}/services/oauth2/token"))
+            .form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", "emulator-client-id"),
+                ("client_secret", "emulator-client-secret"),
+                ("refresh_token", "emulator-refresh-token"),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let access = token["access_token"].as_str().unwrap().to_owned();
+        let mut ids = BTreeSet::new();
+        let mut request = http
+            .get(format!("{base}/services/data/v62.0/queryAll/"))
+            .query(&[("q", soql)]);
+        loop {
+            let page: Value = request
+                .bearer_auth(&access)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            for r in page["records"].as_array().unwrap() {
+                ids.insert(r["Id"].as_str().unwrap().to_owned());
+            }
+            match page["nextRecordsUrl"].as_str() {
+                Some(next) => request = http.get(format!("{base}{next}")),
+                None => break,
+            }
+        }
+        ids
+    })
+}
+
+/// Asserts the run exited 0, and emitted each Id of `stream` in the org exactly once, ending
+/// COMPLETE.
+fn assert_exact_ids(run: &Run, stream: &str, expected: &BTreeSet<String>) {
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    let emitted = ids(run, stream);
+    let distinct: BTreeSet<String> = emitted.iter().cloned().collect();
+    assert_eq!(distinct.len(), emitted.len(), "{stream}: duplicates");
+    assert_eq!(
+        distinct.difference(expected).count() + expected.difference(&distinct).count(),
+        0,
+        "{stream}: missing {:?}, unexpected {:?}",
+        expected.difference(&distinct).take(5).collect::<Vec<_>>(),
+        distinct.difference(expected).take(5).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        statuses(run, stream).last().map(String::as_str),
+        Some("COMPLETE"),
+        "{stream}: {:?}",
+        statuses(run, stream)
+    );
+}
+
+/// Arms `rest_reset_after_bytes`, reads `streams` in `mode`, and checks the fault fired.
+fn read_with_a_broken_page(org: &Org, streams: &[&str], mode: &str, setup: impl FnOnce()) -> Run {
+    let catalog = configured(&discover(org), streams, mode);
+    org.reset_calls();
+    setup();
+    lock(&org.handle.state.faults).rest_reset_after_bytes = Some(4_000);
+    let run = read(org, &catalog, None);
+    assert!(
+        lock(&org.handle.state.faults)
+            .rest_reset_after_bytes
+            .is_none(),
+        "no REST query page was served: the fault never fired"
+    );
+    run
+}
+
+/// REST query calls of the run by kind: (`queryAll` statements, `nextRecordsUrl` pages).
+fn rest_query_calls(org: &Org) -> (u64, u64) {
+    let by = org.calls_by_endpoint();
+    eprintln!("{by:?}");
+    let count =
+        |f: &dyn Fn(&str) -> bool| -> u64 { by.iter().filter(|(e, _)| f(e)).map(|(_, n)| n).sum() };
+    (
+        count(&|e| e.ends_with("/queryAll") || e.ends_with("/queryAll/")),
+        count(&|e| e.contains("/query/{")),
+    )
+}
+
+/// Incremental: a `nextRecordsUrl` page cut mid-body cannot be fetched again (Salesforce
+/// serves a query locator once; the emulator drops it after its last page, so a second GET
+/// answers INVALID_QUERY_LOCATOR). The source runs the stream's query again from the last
+/// cursor value it emitted and skips the rows at that value it already sent: every row once.
+#[test]
+fn a_broken_rest_page_is_read_again_from_the_last_cursor_value() {
+    let org = org();
+    let expected = [
+        ("Attachment", org_ids(&org, "Attachment")),
+        ("Contact", org_ids(&org, "Contact")),
+    ];
+    let run = read_with_a_broken_page(&org, &["Attachment", "Contact"], "incremental", || {});
+    for (stream, ids) in &expected {
+        assert_exact_ids(&run, stream, ids);
+    }
+    let (statements, pages) = rest_query_calls(&org);
+    assert_eq!(
+        (statements, pages),
+        (1, 1),
+        "one re-run statement, the broken page fetched once"
+    );
+}
+
+/// Full refresh (REST ordered by Id): the re-run reads the rows after the last Id emitted.
+#[test]
+fn a_broken_rest_page_is_read_again_after_the_last_id() {
+    let org = org();
+    let expected = org_ids(&org, "Attachment");
+    let run = read_with_a_broken_page(&org, &["Attachment"], "full_refresh", || {});
+    assert_exact_ids(&run, "Attachment", &expected);
+    let (statements, pages) = rest_query_calls(&org);
+    assert_eq!(
+        (statements, pages),
+        (1, 1),
+        "one re-run statement, the broken page fetched once"
+    );
+}
+
+/// A statement's first page cut mid-body (here the REST read of Account after its Bulk job
+/// failed; first pages fetched in `/composite` calls are not cut) is asked for again: the
+/// statement, unlike a locator, can run twice.
+#[test]
+fn a_broken_first_page_of_a_rest_query_is_fetched_again() {
+    let org = org();
+    let expected = org_ids(&org, "Account");
+    let run = read_with_a_broken_page(&org, &["Account"], "full_refresh", || {
+        lock(&org.handle.state.faults).next_job = Some(JobOutcome::Failed);
+    });
+    assert!(
+        lock(&org.handle.state.faults).next_job.is_none(),
+        "no Bulk job was created: the fault never fired"
+    );
+    assert_exact_ids(&run, "Account", &expected);
+    let (statements, _) = rest_query_calls(&org);
+    assert_eq!(statements, 2, "the cut first page, and once more");
+}

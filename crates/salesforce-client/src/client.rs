@@ -65,6 +65,9 @@ pub(crate) struct Call {
     pub headers: Vec<(HeaderName, HeaderValue)>,
     pub body: CallBody,
     pub idempotent: bool,
+    /// The resource answers once (a query locator's page): a body that breaks off is not
+    /// fetched again but reported as [`Error::PageLost`].
+    pub single_use: bool,
     pub counted: bool,
     pub streaming: bool,
     pub expect: Option<StatusCode>,
@@ -80,6 +83,7 @@ impl Call {
             headers: Vec::new(),
             body: CallBody::None,
             idempotent,
+            single_use: false,
             counted: true,
             streaming: false,
             expect: None,
@@ -106,6 +110,10 @@ impl Call {
     }
     pub fn idempotent(mut self, idempotent: bool) -> Self {
         self.idempotent = idempotent;
+        self
+    }
+    pub fn single_use(mut self) -> Self {
+        self.single_use = true;
         self
     }
     pub fn not_counted(mut self) -> Self {
@@ -432,7 +440,8 @@ impl Client {
     }
 
     /// Sends a call and reads its whole (small) body. A body that breaks off is fetched again
-    /// for idempotent calls, within the retry limit.
+    /// for idempotent calls, within the retry limit, except for a single-use resource (a query
+    /// locator's page, which Salesforce serves once): that is [`Error::PageLost`] at once.
     pub(crate) async fn send_bytes(&self, call: &Call) -> Result<Bytes> {
         let context = call.context(self.inner.api_version);
         let mut attempt = 0usize;
@@ -441,6 +450,9 @@ impl Client {
             let resp = self.send(call).await?;
             match resp.bytes().await {
                 Ok(body) => return Ok(body),
+                Err(source) if call.single_use => {
+                    return Err(Error::PageLost { context, source });
+                }
                 Err(e) if call.idempotent && attempt <= self.inner.retry.max_retries => {
                     info!(
                         %context,

@@ -235,6 +235,16 @@ pub enum Error {
         /// The transport error.
         source: reqwest::Error,
     },
+    /// The body of a single-use page (a query locator's `nextRecordsUrl`) broke off. Salesforce
+    /// serves a locator once, so the page cannot be fetched again: re-run the query from the
+    /// last row received (see [`Error::is_query_locator_lost`]).
+    #[error("{context}: the query page broke off mid-transfer: {source}")]
+    PageLost {
+        /// What we were doing.
+        context: String,
+        /// The transport error.
+        source: reqwest::Error,
+    },
     /// A response body did not have the documented shape.
     #[error("{context}: unexpected response body: {source}")]
     Decode {
@@ -313,7 +323,7 @@ impl Error {
             Error::Config(_) => ErrorClass::Config,
             Error::Auth(e) => e.class(),
             Error::Api { source, .. } => source.class(),
-            Error::Http { .. } => ErrorClass::Transient,
+            Error::Http { .. } | Error::PageLost { .. } => ErrorClass::Transient,
             Error::Decode { .. } | Error::UnexpectedResponse { .. } | Error::Csv { .. } => {
                 ErrorClass::System
             }
@@ -331,6 +341,18 @@ impl Error {
             Error::Api { source, .. } => Some(source),
             _ => None,
         }
+    }
+
+    /// Whether the rest of a query can no longer be fetched through its locator: a
+    /// `nextRecordsUrl` page broke off ([`Error::PageLost`]; locators are single-use), or
+    /// Salesforce answered `INVALID_QUERY_LOCATOR` (used already, expired, or too many open).
+    /// Salesforce's remedy is to run the query again; a reader that knows where it stands
+    /// re-runs it from the last row it received.
+    pub fn is_query_locator_lost(&self) -> bool {
+        matches!(self, Error::PageLost { .. })
+            || self
+                .api_error()
+                .is_some_and(|a| a.error_code == "INVALID_QUERY_LOCATOR")
     }
 
     /// Whether this is the org's daily API limit (`REQUEST_LIMIT_EXCEEDED` with

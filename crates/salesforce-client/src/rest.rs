@@ -625,7 +625,9 @@ impl Client {
         self.send_json(&call).await
     }
 
-    /// The page at a `nextRecordsUrl`.
+    /// The page at a `nextRecordsUrl`. Salesforce serves a query locator once, so a page whose
+    /// body breaks off is not requested again: the error is [`Error::PageLost`] (see
+    /// [`Error::is_query_locator_lost`]), and the caller re-runs its query from where it stands.
     pub async fn query_more<T: DeserializeOwned>(
         &self,
         next_records_url: &str,
@@ -638,7 +640,7 @@ impl Client {
                 detail: format!("{next_records_url:?} is not a /services/ path"),
             });
         }
-        let call = options.apply(Call::get(next_records_url));
+        let call = options.apply(Call::get(next_records_url).single_use());
         self.send_json(&call).await
     }
 
@@ -719,6 +721,9 @@ mod tests {
     use futures::TryStreamExt;
     use serde_json::{Value, json};
 
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
     use super::*;
     use crate::mock_server::{MockServer, Scripted};
 
@@ -771,6 +776,103 @@ mod tests {
             reqs[1].header("sforce-query-options"),
             Some("batchSize=200")
         );
+    }
+
+    /// An instance that answers every request with a 200, its headers and the start of a
+    /// chunked JSON body, then drops the connection a moment later (a reset mid-body, after the
+    /// status line). Returns its base URL and the number of requests it saw.
+    async fn instance_cutting_bodies() -> (String, Arc<AtomicUsize>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let seen = Arc::new(AtomicUsize::new(0));
+        let counter = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let counter = counter.clone();
+                tokio::spawn(async move {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    let chunk = r#"{"totalSize": 3, "done": tr"#;
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n{chunk}\r\n",
+                        chunk.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.flush().await;
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                });
+            }
+        });
+        (base, seen)
+    }
+
+    #[tokio::test]
+    async fn a_broken_locator_page_is_not_fetched_again() {
+        let mock = MockServer::start().await;
+        let (instance, seen) = instance_cutting_bodies().await;
+        mock.push_token(Scripted::json(
+            200,
+            json!({"access_token": "t", "instance_url": instance, "token_type": "Bearer"}),
+        ));
+        let client = mock.client();
+        // A locator's page is served once: a cut body is reported, not requested again.
+        let err = client
+            .query_more::<Value>(
+                "/services/data/v62.0/query/01gXX-2000",
+                QueryOptions::query_all(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::PageLost { .. }), "{err:?}");
+        assert!(err.is_query_locator_lost());
+        assert_eq!(err.class(), crate::ErrorClass::Transient);
+        assert_eq!(seen.load(Ordering::SeqCst), 1, "the locator was sent once");
+        // A statement's first page is asked for again (the statement runs afresh), within the
+        // retry limit; then it is a transport error, not a lost locator.
+        let err = client
+            .query_page::<Value>("SELECT Id FROM Account", QueryOptions::query_all())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::Http { .. }), "{err:?}");
+        assert!(!err.is_query_locator_lost());
+        assert_eq!(seen.load(Ordering::SeqCst), 1 + 4, "1 attempt + 3 retries");
+    }
+
+    #[tokio::test]
+    async fn an_invalid_query_locator_is_recognised() {
+        let mock = MockServer::start().await;
+        mock.push(Scripted::json(
+            400,
+            json!([{"errorCode": "INVALID_QUERY_LOCATOR", "message": "invalid query locator"}]),
+        ));
+        let err = mock
+            .client()
+            .query_more::<Value>(
+                "/services/data/v62.0/query/01gXX-2",
+                QueryOptions::query_all(),
+            )
+            .await
+            .unwrap_err();
+        assert!(err.is_query_locator_lost(), "{err}");
+        assert_eq!(mock.requests().len(), 1);
+        let other = Error::Api {
+            context: "GET /x".into(),
+            source: Box::new(ApiError {
+                status: 400,
+                error_code: "MALFORMED_QUERY".into(),
+                message: String::new(),
+                fields: vec![],
+            }),
+        };
+        assert!(!other.is_query_locator_lost());
     }
 
     #[tokio::test]
