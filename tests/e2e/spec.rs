@@ -159,6 +159,7 @@ fn check_source_spec(spec: &Value) {
             key("api_version", "string").default(json!("62.0")),
             key("num_workers", "integer"),
             key("api_budget_percent", "integer").default(json!(90)),
+            key("formula_refresh_schedule", "string"),
         ],
     );
     let p = props(cs);

@@ -12,6 +12,8 @@ use salesforce_client::{ApiVersion, Secret};
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::formula::Schedule;
+
 /// Default `stream_slice_step`.
 pub const DEFAULT_STREAM_SLICE_STEP: &str = "P30D";
 /// Default `lookback_window`.
@@ -120,6 +122,9 @@ pub struct RawConfig {
     /// Share of the daily API quota the connector may use up to, in percent.
     #[serde(default)]
     pub api_budget_percent: Option<i64>,
+    /// Cron expression (UTC) of the formula-field refresh; empty or absent means none.
+    #[serde(default)]
+    pub formula_refresh_schedule: Option<String>,
 }
 
 impl fmt::Debug for RawConfig {
@@ -142,6 +147,7 @@ impl fmt::Debug for RawConfig {
             .field("api_version", &self.api_version)
             .field("num_workers", &self.num_workers)
             .field("api_budget_percent", &self.api_budget_percent)
+            .field("formula_refresh_schedule", &self.formula_refresh_schedule)
             .finish()
     }
 }
@@ -317,6 +323,8 @@ pub struct Config {
     pub num_workers: u32,
     /// API budget, percent of the daily allocation.
     pub api_budget_percent: u32,
+    /// When formula fields are re-read (see `crate::formula`); `None`: never.
+    pub formula_refresh_schedule: Option<Schedule>,
 }
 
 impl fmt::Debug for Config {
@@ -337,6 +345,7 @@ impl fmt::Debug for Config {
             .field("api_version", &self.api_version)
             .field("num_workers", &self.num_workers)
             .field("api_budget_percent", &self.api_budget_percent)
+            .field("formula_refresh_schedule", &self.formula_refresh_schedule)
             .finish()
     }
 }
@@ -500,6 +509,13 @@ impl Config {
             }
         };
 
+        let formula_refresh_schedule = match non_empty(raw.formula_refresh_schedule) {
+            Some(text) => {
+                Some(Schedule::parse(&text).map_err(|p| invalid("formula_refresh_schedule", p))?)
+            }
+            None => None,
+        };
+
         Ok(Self {
             is_sandbox,
             client_id,
@@ -516,6 +532,7 @@ impl Config {
             api_version,
             num_workers,
             api_budget_percent,
+            formula_refresh_schedule,
         })
     }
 
@@ -569,6 +586,10 @@ mod tests {
             ConfigError::Shape { field, .. } => field,
             ConfigError::Missing { field } | ConfigError::Invalid { field, .. } => field.to_owned(),
         }
+    }
+
+    fn c_schedule(extra: Value) -> Option<crate::formula::Schedule> {
+        with(extra).unwrap().formula_refresh_schedule
     }
 
     #[test]
@@ -765,6 +786,17 @@ mod tests {
             field_of(with(json!({"api_version": "latest"})).unwrap_err()),
             "api_version"
         );
+        assert!(c_schedule(json!({})).is_none(), "off by default");
+        assert!(c_schedule(json!({"formula_refresh_schedule": " "})).is_none());
+        assert_eq!(
+            c_schedule(json!({"formula_refresh_schedule": "0 3 * * *"}))
+                .unwrap()
+                .as_str(),
+            "0 3 * * *"
+        );
+        let err = with(json!({"formula_refresh_schedule": "daily"})).unwrap_err();
+        assert!(err.to_string().contains("not a cron expression"), "{err}");
+        assert_eq!(field_of(err), "formula_refresh_schedule");
         assert_eq!(
             with(json!({"api_version": "60.0"}))
                 .unwrap()

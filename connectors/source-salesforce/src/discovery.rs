@@ -378,6 +378,9 @@ pub struct FieldInfo {
     pub compound_of: Option<String>,
     /// The Salesforce field type as the describe names it (`datetime`, `address`, ...).
     pub sf_type: String,
+    /// A formula field (describe `calculated: true`): computed when read, so a change of its
+    /// inputs does not move the row's cursor.
+    pub calculated: bool,
 }
 
 /// JSON-schema keyword our discover adds to every property: the field's Salesforce type, so
@@ -391,6 +394,15 @@ pub const COMPOUND_ANNOTATION: &str = "x-salesforce-compound";
 /// compound value can be rebuilt from Bulk columns even when the catalog deselects them.
 pub const COMPONENTS_ANNOTATION: &str = "x-salesforce-components";
 
+/// Keyword `true` on a formula field's property (describe `calculated: true`); absent otherwise.
+/// `read` uses it to know which streams a scheduled formula refresh concerns.
+pub const CALCULATED_ANNOTATION: &str = "x-salesforce-calculated";
+
+/// Keyword `true` at the top of every stream schema our discover writes since formula fields are
+/// annotated: without it (a catalog from an older version) the absence of
+/// [`CALCULATED_ANNOTATION`] proves nothing, so a formula refresh describes the object.
+pub const FORMULAS_MARKED: &str = "x-salesforce-formulas-marked";
+
 impl ObjectInfo {
     /// Reads an object's describe.
     pub fn from_describe(describe: &SObjectDescribe) -> Self {
@@ -403,6 +415,7 @@ impl ObjectInfo {
                 kind: FieldKind::of_field(&name, f),
                 compound_of: f.compound_field_name.clone().filter(|c| c != &f.name),
                 sf_type: f.field_type.clone(),
+                calculated: f.calculated,
             })
             .collect();
         Self::with_fields(name, fields)
@@ -427,6 +440,7 @@ impl ObjectInfo {
                     .and_then(Value::as_str)
                     .map(str::to_owned),
                 sf_type: sf_type.to_owned(),
+                calculated: schema.get(CALCULATED_ANNOTATION) == Some(&Value::Bool(true)),
             });
         }
         // Components the catalog deselected are still needed to rebuild their compound value.
@@ -445,6 +459,7 @@ impl ObjectInfo {
                     kind: FieldKind::of_type(sf_type).unwrap_or(FieldKind::String),
                     compound_of: Some(field.clone()),
                     sf_type: sf_type.to_owned(),
+                    calculated: false,
                 });
             }
         }
@@ -470,6 +485,11 @@ impl ObjectInfo {
         }
     }
 
+    /// Whether a catalog stream schema marks its formula fields (see [`FORMULAS_MARKED`]).
+    pub fn formulas_marked(json_schema: &Value) -> bool {
+        json_schema.get(FORMULAS_MARKED) == Some(&Value::Bool(true))
+    }
+
     /// The field called `name`.
     pub fn field(&self, name: &str) -> Option<&FieldInfo> {
         self.fields.iter().find(|f| f.name == name)
@@ -490,6 +510,9 @@ impl ObjectInfo {
                 if let Some(c) = &f.compound_of {
                     o.insert(COMPOUND_ANNOTATION.to_owned(), Value::String(c.clone()));
                 }
+                if f.calculated {
+                    o.insert(CALCULATED_ANNOTATION.to_owned(), Value::Bool(true));
+                }
                 if f.kind.is_compound() {
                     let components: JsonObject = self
                         .fields
@@ -506,6 +529,7 @@ impl ObjectInfo {
             "$schema": "http://json-schema.org/draft-07/schema#",
             "type": "object",
             "additionalProperties": true,
+            FORMULAS_MARKED: true,
             "properties": properties
         })
     }
@@ -719,7 +743,13 @@ mod tests {
     fn account_stream_snapshot() {
         let info = ObjectInfo::from_describe(&account());
         let mut stream = serde_json::to_value(info.airbyte_stream()).unwrap();
-        // The annotations are checked in `catalog_annotations_round_trip`.
+        // The annotations are checked in `catalog_annotations_round_trip` and
+        // `formula_fields_are_annotated_and_read_back`.
+        let marked = stream["json_schema"]
+            .as_object_mut()
+            .unwrap()
+            .remove(FORMULAS_MARKED);
+        assert_eq!(marked, Some(Value::Bool(true)));
         for p in stream["json_schema"]["properties"]
             .as_object_mut()
             .unwrap()
@@ -833,6 +863,33 @@ mod tests {
             ObjectInfo::from_catalog("Account", &json!({"type": "object"})),
             None
         );
+    }
+
+    #[test]
+    fn formula_fields_are_annotated_and_read_back() {
+        let describe: SObjectDescribe = serde_json::from_value(json!({
+            "name": "Invoice__c", "label": "Invoice", "queryable": true,
+            "fields": [
+                {"name": "Id", "label": "Id", "type": "id"},
+                {"name": "Account_Name__c", "label": "Account", "type": "string", "calculated": true},
+                {"name": "Amount__c", "label": "Amount", "type": "currency"},
+                {"name": "SystemModstamp", "label": "Stamp", "type": "datetime"}
+            ]
+        }))
+        .unwrap();
+        let info = ObjectInfo::from_describe(&describe);
+        assert!(info.field("Account_Name__c").unwrap().calculated);
+        assert!(!info.field("Amount__c").unwrap().calculated);
+        let schema = info.json_schema();
+        let p = &schema["properties"];
+        assert_eq!(p["Account_Name__c"][CALCULATED_ANNOTATION], true);
+        assert!(
+            p["Amount__c"].get(CALCULATED_ANNOTATION).is_none(),
+            "only formula fields carry the keyword"
+        );
+        assert!(ObjectInfo::formulas_marked(&schema));
+        assert!(!ObjectInfo::formulas_marked(&json!({"properties": {}})));
+        assert_eq!(ObjectInfo::from_catalog("Invoice__c", &schema), Some(info));
     }
 
     fn props_remove_annotation(schema: &mut Value, field: &str) {

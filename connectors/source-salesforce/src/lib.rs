@@ -10,6 +10,8 @@
 //!   ask Salesforce which resumed streams changed at all (getUpdated / getDeleted);
 //! - [`checkpoint`]: the tie-safe checkpoint rule over cursor-ordered rows;
 //! - [`convert`]: REST JSON and Bulk CSV values → typed JSON through per-column plans;
+//! - [`formula`]: the scheduled re-read of formula fields (`formula_refresh_schedule`), whose
+//!   values change without moving the cursor;
 //! - [`merge`]: joining the column-chunk queries of a wide object read through REST;
 //! - [`plan`]: one stream's plan: fields, API, time range and SOQL;
 //! - `rerun`: where a REST query stands, to run it again for exactly the rest of its rows when
@@ -23,6 +25,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod convert;
 pub mod discovery;
+pub mod formula;
 pub mod merge;
 pub mod plan;
 mod rerun;

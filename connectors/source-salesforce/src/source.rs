@@ -23,6 +23,10 @@
 //!   → final STATE → STREAM_STATUS COMPLETE
 //! ```
 //!
+//! With `formula_refresh_schedule` set, an incremental stream that selects formula fields also
+//! re-emits every row up to its checkpoint once the schedule has fired since its last refresh,
+//! after its normal read and before its `COMPLETE` ([`crate::formula`]).
+//!
 //! Each STATE carries the tie-safe checkpoint ([`crate::checkpoint`]) and
 //! `sourceStats.recordCount`; a stream waiting on a Bulk job repeats its STATE as a heartbeat.
 //! A stream stopped by the daily API limit (or our API budget) ends with its last safe STATE and
@@ -38,7 +42,7 @@ use std::sync::Arc;
 use airbyte_protocol::{
     AirbyteCatalog, AirbyteConnectionStatus, AirbyteMessage, ConfiguredAirbyteCatalog,
     ConfiguredAirbyteStream, ConnectionStatus, Connector, ConnectorError, ConnectorSpecification,
-    FailureType, InputState, JsonObject, LogLevel, Output, StreamStatus, SystemClock,
+    FailureType, InputState, JsonObject, LogLevel, Output, StreamStatus, SyncMode, SystemClock,
 };
 use chrono::Utc;
 use salesforce_client::config::RefreshTokenListener;
@@ -51,6 +55,7 @@ use tokio::task::JoinSet;
 use crate::changes::{self, Head};
 use crate::config::{Config, ConfigError};
 use crate::discovery::{self, DESCRIBE_STREAM, ObjectInfo, describe_stream};
+use crate::formula;
 use crate::plan::{StreamPlan, plan_object, plan_stream};
 use crate::state::{self, full_refresh_state};
 use crate::stream::{
@@ -312,6 +317,14 @@ async fn read(
         .map(|s| {
             if describe_configured.is_some() {
                 None
+            } else if config.formula_refresh_schedule.is_some()
+                && s.sync_mode == SyncMode::Incremental
+                && !ObjectInfo::formulas_marked(&s.stream.json_schema)
+            {
+                // A catalog older than formula annotations: only a describe tells which
+                // fields are formulas.
+                tracing::info!(stream = %s.stream.name, "the catalog does not mark formula fields; describing the object for formula_refresh_schedule");
+                None
             } else {
                 ObjectInfo::from_catalog(&s.stream.name, &s.stream.json_schema)
             }
@@ -418,6 +431,21 @@ async fn read(
         now,
         head_tx,
     ));
+    // Streams whose formula fields a `formula_refresh_schedule` concerns (none without one).
+    let refreshes: std::collections::BTreeMap<String, formula::Decision> = plans
+        .iter()
+        .filter_map(|p| {
+            let decision = formula::decide(
+                config.formula_refresh_schedule.as_ref(),
+                p,
+                states.get(&p.name),
+                config.start_date,
+                now,
+            )?;
+            Some((p.name.clone(), decision))
+        })
+        .collect();
+    let refreshes = Arc::new(refreshes);
     let mut waiting: Vec<Option<StreamPlan>> = plans.into_iter().map(Some).collect();
     let mut pending = waiting.len();
     let permits = Arc::new(Semaphore::new(config.num_workers as usize));
@@ -426,10 +454,15 @@ async fn read(
     let mut tasks = JoinSet::new();
     let mut spawn = |plan: StreamPlan, head: Head, tx: &mpsc::Sender<Out>| {
         let (ctx, tx, permits) = (ctx.clone(), tx.clone(), permits.clone());
+        let refresh = refreshes.get(&plan.name).cloned();
         tasks.spawn(async move {
             let _permit = permits.acquire_owned().await;
             let name = plan.name.clone();
-            (name, run_stream(&ctx, plan, head, &tx).await)
+            let outcome = match refresh {
+                Some(decision) => formula::run(&ctx, plan, head, &tx, decision).await,
+                None => run_stream(&ctx, plan, head, &tx).await,
+            };
+            (name, outcome)
         });
     };
     if pending == 0 {

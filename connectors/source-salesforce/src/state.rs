@@ -5,6 +5,9 @@
 //! before this value, up to the end of the range read, has been emitted". This is also the legacy
 //! form Airbyte's connector migrates on read, so a connection can move back to it without a
 //! reset. Full-refresh streams write Airbyte's `{"__ab_no_cursor_state_message": true}`.
+//! With `formula_refresh_schedule` set, a stream that selects formula fields also keeps
+//! `"formula_refreshed_at": "<RFC 3339>"` ([`REFRESHED_KEY`], see `crate::formula`) next to the
+//! cursor; Airbyte's connector looks only at the cursor key, so it still reads the state.
 //!
 //! **What we read**, from `STREAM` states, a `GLOBAL` state's `stream_states`, a `LEGACY`
 //! state's `data` or a pre-list state object (stream name → state):
@@ -28,6 +31,30 @@ use crate::discovery::CURSOR_CANDIDATES;
 
 /// The key Airbyte's full-refresh streams write.
 pub const NO_CURSOR_KEY: &str = "__ab_no_cursor_state_message";
+
+/// The key holding when a stream's formula fields were last refreshed (`crate::formula`).
+pub const REFRESHED_KEY: &str = "formula_refreshed_at";
+
+/// When the stream's formula fields were last refreshed, if its state says so (a key that is
+/// not a timestamp counts as absent, with a WARN).
+pub fn refreshed_at(state: &Value) -> Option<DateTime<Utc>> {
+    let value = state.get(REFRESHED_KEY)?;
+    let parsed = value.as_str().and_then(parse_timestamp);
+    if parsed.is_none() {
+        tracing::warn!(%value, "the state's {REFRESHED_KEY} is not a timestamp; ignoring it");
+    }
+    parsed
+}
+
+/// Records in a state object when the stream's formula fields were last refreshed.
+pub fn set_refreshed_at(state: &mut Value, at: DateTime<Utc>) {
+    if let Value::Object(object) = state {
+        object.insert(
+            REFRESHED_KEY.to_owned(),
+            Value::String(format_timestamp(at)),
+        );
+    }
+}
 
 /// The state of every stream in the input, by stream name (namespaces are not used by this
 /// source). Later entries for the same stream win.
@@ -197,6 +224,29 @@ mod tests {
             resume_point(&state, "SystemModstamp", start()),
             Resume::After(ts("2024-01-02T03:04:05.006Z"))
         );
+    }
+
+    #[test]
+    fn the_formula_refresh_key_sits_beside_the_cursor() {
+        let mut state = cursor_state("SystemModstamp", ts("2024-01-02T03:04:05.006Z"));
+        assert_eq!(refreshed_at(&state), None);
+        set_refreshed_at(&mut state, ts("2026-11-24T03:00:00.5Z"));
+        assert_eq!(
+            state,
+            json!({"SystemModstamp": "2024-01-02T03:04:05.006Z",
+                   "formula_refreshed_at": "2026-11-24T03:00:00.500Z"})
+        );
+        assert_eq!(refreshed_at(&state), Some(ts("2026-11-24T03:00:00.5Z")));
+        // The cursor reads as before, by us and (cursor key only) by Airbyte.
+        assert_eq!(
+            resume_point(&state, "SystemModstamp", start()),
+            Resume::After(ts("2024-01-02T03:04:05.006Z"))
+        );
+        // Airbyte's forms have no key; a garbled key is ignored.
+        let date_range = json!({"state_type": "date-range", "slices": []});
+        assert_eq!(refreshed_at(&date_range), None);
+        assert_eq!(refreshed_at(&json!({"formula_refreshed_at": 5})), None);
+        assert_eq!(refreshed_at(&json!({"formula_refreshed_at": "soon"})), None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod cli;
 mod emulator;
 mod faults;
+mod formula;
 mod objects;
 mod quota;
 mod resume;
