@@ -3,13 +3,15 @@
 //!
 //! Memory stays flat whatever the batch size: rows go to a spool file as they come, and beside it
 //! a *sidecar* file holds, per row, its input position and the original record (JSON lines, same
-//! order). In memory a batch keeps only 8 bytes of content hash and 8 bytes of state-window ids
-//! per row.
+//! order). In memory a batch keeps only 8 bytes of state-window ids per row.
 //!
 //! Columns are discovered as rows arrive (a record only sends the keys it has), so a spooled row
 //! holds its cells up to the last column it uses; [`OpenBatch::finish`] writes the final CSV with
-//! the header and pads every row to the full width with empty cells (empty = "not sent"). The
-//! size limit is checked against the exact size of that final file before a row is added.
+//! the header and pads every row to the full width with empty cells (empty = "not sent"); when
+//! every row already has the full width (the usual case) the spool is copied as it is. The size
+//! limit is checked against the exact size of that final file before a row is added. Rows are
+//! rendered by hand with the `csv` crate's quoting rules (quotes only around a cell holding a
+//! comma, a quote or a line break), once per row.
 //!
 //! **Linking results to rows.** Salesforce's result files repeat the submitted columns but do not
 //! keep the upload order, and we add no column of our own (Salesforce would reject an unknown
@@ -17,6 +19,8 @@
 //! skipped, so padding does not matter); a result row is linked to the first not-yet-linked input
 //! row with the same hash ([`Linker`]). Rows with identical submitted content are
 //! interchangeable: whichever of them a result is linked to, the data Salesforce saw was the same.
+//! The hashes are computed from the batch's CSV file only when a result file has rows to link
+//! ([`ReadyBatch::hashes`]), so a clean job never pays for them.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -25,8 +29,8 @@ use std::io::{self, BufRead, BufReader, BufWriter, Write};
 use std::path::Path;
 use std::time::Instant;
 
-use airbyte_protocol::JsonObject;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use tempfile::{NamedTempFile, TempPath};
 
 use crate::config::BatchLimits;
@@ -102,13 +106,16 @@ pub struct OpenBatch {
     sidecar: BufWriter<File>,
     sidecar_path: TempPath,
     row: Vec<u8>,
+    /// Scratch: the cell index at each column position of the row being rendered.
+    slots: Vec<Option<usize>>,
+    /// Column names of the last staged row without new columns, and their positions.
+    last_names: Vec<crate::encode::Column>,
+    last_positions: Vec<usize>,
     /// Length of the CSV header line for `columns`.
     header_len: u64,
     row_bytes: u64,
     row_cells: u64,
-    /// Per-row content hashes.
-    hashes: Vec<u64>,
-    /// Per-row windows.
+    /// Per-row windows (one entry per row).
     windows: Vec<Windows>,
     /// Input sequence number of the first row.
     pub first_seq: u64,
@@ -129,8 +136,6 @@ pub struct ReadyBatch {
     pub csv: TempPath,
     /// The sidecar (one [`Origin`] line per row), deleted on drop.
     pub sidecar: TempPath,
-    /// Per-row content hashes.
-    pub hashes: Vec<u64>,
     /// Per-row windows.
     pub windows: Vec<Windows>,
     /// Size of the CSV file.
@@ -140,7 +145,30 @@ pub struct ReadyBatch {
 impl ReadyBatch {
     /// Rows in the batch.
     pub fn rows(&self) -> usize {
-        self.hashes.len()
+        self.windows.len()
+    }
+
+    /// Per-row content hashes ([`row_hash`] of each row's cells by column), read back from the
+    /// CSV file. Blocking file I/O.
+    pub fn hashes(&self) -> io::Result<Vec<u64>> {
+        let file = File::open(&self.csv)?;
+        let mut r = csv_reader(BufReader::with_capacity(256 * 1024, file));
+        let mut record = csv::ByteRecord::new();
+        let mut out = Vec::with_capacity(self.rows());
+        // The header.
+        r.read_byte_record(&mut record).map_err(io::Error::other)?;
+        while r.read_byte_record(&mut record).map_err(io::Error::other)? {
+            out.push(row_hash(record.iter().enumerate()));
+        }
+        if out.len() != self.rows() {
+            return Err(io::Error::other(format!(
+                "batch {} has {} rows but its CSV file {}",
+                self.id,
+                self.rows(),
+                out.len()
+            )));
+        }
+        Ok(out)
     }
 }
 
@@ -175,10 +203,12 @@ impl OpenBatch {
             sidecar,
             sidecar_path,
             row: Vec::with_capacity(1024),
+            slots: Vec::new(),
+            last_names: Vec::new(),
+            last_positions: Vec::new(),
             header_len: 0,
             row_bytes: 0,
             row_cells: 0,
-            hashes: Vec::new(),
             windows: Vec::new(),
             first_seq,
             started: Instant::now(),
@@ -196,7 +226,18 @@ impl OpenBatch {
 
     /// Rows so far.
     pub fn rows(&self) -> u64 {
-        self.hashes.len() as u64
+        self.windows.len() as u64
+    }
+
+    /// Exact size the final CSV would have now.
+    pub fn size(&self) -> u64 {
+        Self::final_size(
+            self.header_len,
+            self.columns.len() as u64,
+            self.rows(),
+            self.row_bytes,
+            self.row_cells,
+        )
     }
 
     /// Length of the CSV header line for `columns`.
@@ -215,17 +256,35 @@ impl OpenBatch {
         header_len + row_bytes + (rows * columns).saturating_sub(row_cells)
     }
 
-    /// Encodes `cells` as this batch's next row, in `self.row`; returns (bytes, cells, new columns).
+    /// The column position of each of `cells` and the columns they add to the batch.
     fn stage(&mut self, cells: &Cells) -> (Vec<usize>, Vec<String>) {
-        let mut new_columns = Vec::new();
+        // Rows of one stream usually name the same columns in the same order as the row before.
+        if cells.len() == self.last_names.len()
+            && cells
+                .iter()
+                .zip(&self.last_names)
+                .all(|((c, _), last)| std::sync::Arc::ptr_eq(c, last) || c == last)
+        {
+            return (self.last_positions.clone(), Vec::new());
+        }
+        let staged = self.stage_lookup(cells);
+        if staged.1.is_empty() {
+            self.last_names = cells.iter().map(|(c, _)| c.clone()).collect();
+            self.last_positions = staged.0.clone();
+        }
+        staged
+    }
+
+    fn stage_lookup(&mut self, cells: &Cells) -> (Vec<usize>, Vec<String>) {
+        let mut new_columns: Vec<String> = Vec::new();
         let mut positions = Vec::with_capacity(cells.len());
         for (column, _) in cells {
-            let idx = match self.col_index.get(column) {
+            let idx = match self.col_index.get(&**column) {
                 Some(&i) => i,
-                None => match new_columns.iter().position(|c| c == column) {
+                None => match new_columns.iter().position(|c| *c == **column) {
                     Some(p) => self.columns.len() + p,
                     None => {
-                        new_columns.push(column.clone());
+                        new_columns.push(column.to_string());
                         self.columns.len() + new_columns.len() - 1
                     }
                 },
@@ -238,7 +297,7 @@ impl OpenBatch {
     /// Whether adding `cells` would push the final CSV over `limits` (never true for an empty
     /// batch: one row always fits).
     pub fn would_overflow(&mut self, cells: &Cells, limits: &BatchLimits) -> bool {
-        if self.hashes.is_empty() {
+        if self.windows.is_empty() {
             return false;
         }
         if limits.max_rows.is_some_and(|max| self.rows() >= max) {
@@ -246,7 +305,7 @@ impl OpenBatch {
         }
         let (positions, new_columns) = self.stage(cells);
         let width = positions.iter().max().map_or(1, |m| m + 1);
-        let row = render_row(&mut self.row, &positions, cells, width);
+        let row = render_row(&mut self.row, &mut self.slots, &positions, cells, width);
         let header_len = if new_columns.is_empty() {
             self.header_len
         } else {
@@ -266,7 +325,7 @@ impl OpenBatch {
 
     /// Whether the batch reached its row limit or age.
     pub fn is_due(&self, limits: &BatchLimits, now: Instant) -> bool {
-        !self.hashes.is_empty()
+        !self.windows.is_empty()
             && (limits.max_rows.is_some_and(|max| self.rows() >= max)
                 || now.duration_since(self.started) >= limits.max_age)
     }
@@ -276,10 +335,10 @@ impl OpenBatch {
         &mut self,
         cells: &Cells,
         position: u64,
-        record: &JsonObject,
+        record: &RawValue,
         windows: Windows,
     ) -> Result<(), BatchError> {
-        if self.hashes.is_empty() {
+        if self.windows.is_empty() {
             self.started = Instant::now();
         }
         let (positions, new_columns) = self.stage(cells);
@@ -292,27 +351,19 @@ impl OpenBatch {
             self.header_len = Self::header_len(&columns);
         }
         let width = positions.iter().max().map_or(1, |m| m + 1);
-        let bytes = render_row(&mut self.row, &positions, cells, width);
+        let bytes = render_row(&mut self.row, &mut self.slots, &positions, cells, width);
         self.spool
             .write_all(&self.row[..bytes])
             .map_err(|e| self.err("writing the spool file", e))?;
         self.row_bytes += bytes as u64;
         self.row_cells += width as u64;
-        // Hashed in column order, as result rows are: a row's cells may come in another order
-        // (columns first seen in earlier rows keep their place).
-        let mut by_column: Vec<(usize, &[u8])> = positions
-            .iter()
-            .zip(cells)
-            .map(|(&i, (_, v))| (i, v.as_bytes()))
-            .collect();
-        by_column.sort_unstable_by_key(|&(i, _)| i);
-        self.hashes.push(row_hash(by_column.into_iter()));
         self.windows.push(windows);
-        serde_json::to_writer(&mut self.sidecar, &Origin { position, record })
-            .map_err(|e| self.err("writing the sidecar file", io::Error::other(e)))?;
-        self.sidecar
-            .write_all(b"\n")
-            .map_err(|e| self.err("writing the sidecar file", e))?;
+        // The same line `serde_json` writes for an `Origin`, without re-serialising the record.
+        let side = &mut self.sidecar;
+        let written = write!(side, "{{\"position\":{position},\"record\":")
+            .and_then(|()| side.write_all(record.get().as_bytes()))
+            .and_then(|()| side.write_all(b"}\n"));
+        written.map_err(|e| self.err("writing the sidecar file", e))?;
         Ok(())
     }
 
@@ -326,6 +377,34 @@ impl OpenBatch {
             .map_err(|e| self.err("flushing the sidecar file", e))?;
         let (out, csv_path) =
             temp(dir, "upload").map_err(|e| self.err("creating the CSV file", e))?;
+        if self.row_cells == self.rows() * self.columns.len() as u64 {
+            // Every row has the full width already: header, then the spool as it is.
+            let mut header = Vec::new();
+            {
+                let mut w = csv_writer(&mut header);
+                w.write_record(&self.columns)
+                    .and_then(|()| w.flush().map_err(Into::into))
+                    .map_err(|e| self.err("writing the CSV header", e.into()))?;
+            }
+            let mut file = out
+                .into_inner()
+                .map_err(|e| self.err("writing the CSV file", io::Error::other(e.to_string())))?;
+            file.write_all(&header)
+                .map_err(|e| self.err("writing the CSV file", e))?;
+            let mut spool =
+                File::open(&self.spool_path).map_err(|e| self.err("reading the spool file", e))?;
+            io::copy(&mut spool, &mut file).map_err(|e| self.err("writing the CSV file", e))?;
+            let bytes = file.metadata().map(|m| m.len()).unwrap_or(0);
+            return Ok(ReadyBatch {
+                id: self.id,
+                object: self.object,
+                columns: self.columns,
+                csv: csv_path,
+                sidecar: self.sidecar_path,
+                windows: self.windows,
+                bytes,
+            });
+        }
         let mut w = csv_writer(out);
         w.write_record(&self.columns)
             .map_err(|e| self.err("writing the CSV header", e.into()))?;
@@ -360,26 +439,60 @@ impl OpenBatch {
             columns: self.columns,
             csv: csv_path,
             sidecar: self.sidecar_path,
-            hashes: self.hashes,
             windows: self.windows,
             bytes,
         })
     }
 }
 
-/// Renders one spool row into `buf` (cells at their column positions, gaps empty); returns its
-/// length.
-fn render_row(buf: &mut Vec<u8>, positions: &[usize], cells: &Cells, width: usize) -> usize {
-    let mut slots: Vec<&[u8]> = vec![b""; width];
-    for (&p, (_, v)) in positions.iter().zip(cells) {
-        slots[p] = v.as_bytes();
+/// Renders one spool row into `buf` (cells at their column positions, gaps empty), exactly as
+/// [`csv_writer`] would; returns its length. `slots` is scratch space.
+fn render_row(
+    buf: &mut Vec<u8>,
+    slots: &mut Vec<Option<usize>>,
+    positions: &[usize],
+    cells: &Cells,
+    width: usize,
+) -> usize {
+    slots.clear();
+    slots.resize(width, None);
+    for (k, &p) in positions.iter().enumerate() {
+        slots[p] = Some(k);
     }
     buf.clear();
-    let mut w = csv_writer(&mut *buf);
-    let _ = w.write_record(&slots);
-    let _ = w.flush();
-    drop(w);
+    for (i, slot) in slots.iter().enumerate() {
+        if i > 0 {
+            buf.push(b',');
+        }
+        let cell = slot.map_or(&b""[..], |k| cells[k].1.as_bytes());
+        if width == 1 && cell.is_empty() {
+            // A record of one empty field is quoted, or it would read as a blank line.
+            buf.extend_from_slice(b"\"\"");
+        } else {
+            push_cell(buf, cell);
+        }
+    }
+    buf.push(b'\n');
     buf.len()
+}
+
+/// One CSV cell, quoted (quotes doubled) only when it holds a comma, a quote or a line break.
+fn push_cell(buf: &mut Vec<u8>, cell: &[u8]) {
+    if cell
+        .iter()
+        .any(|&b| matches!(b, b',' | b'"' | b'\n' | b'\r'))
+    {
+        buf.push(b'"');
+        for &b in cell {
+            if b == b'"' {
+                buf.push(b'"');
+            }
+            buf.push(b);
+        }
+        buf.push(b'"');
+    } else {
+        buf.extend_from_slice(cell);
+    }
 }
 
 /// Links result rows to input rows by content hash.
@@ -468,7 +581,7 @@ pub fn subset(
     let mut record = csv::ByteRecord::new();
     r.read_byte_record(&mut record)
         .map_err(|e| err("reading the CSV file", e.into()))?; // header
-    let (mut hashes, mut windows) = (Vec::new(), Vec::new());
+    let mut windows = Vec::new();
     let mut row = 0usize;
     while r
         .read_byte_record(&mut record)
@@ -485,7 +598,6 @@ pub fn subset(
                 .write_all(&line)
                 .and_then(|()| side_out.write_all(b"\n"))
                 .map_err(|e| err("writing the retry sidecar", e))?;
-            hashes.push(batch.hashes[row]);
             windows.push(batch.windows[row]);
         }
         row += 1;
@@ -508,7 +620,6 @@ pub fn subset(
         columns: batch.columns.clone(),
         csv: csv_path,
         sidecar: side_path,
-        hashes,
         windows,
         bytes,
     })
@@ -541,12 +652,13 @@ mod tests {
     fn cells(pairs: &[(&str, &str)]) -> Cells {
         pairs
             .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .map(|(k, v)| ((*k).into(), (*v).to_owned()))
             .collect()
     }
 
-    fn rec(v: serde_json::Value) -> JsonObject {
-        v.as_object().unwrap().clone()
+    fn rec(v: serde_json::Value) -> Box<RawValue> {
+        assert!(v.is_object());
+        RawValue::from_string(v.to_string()).unwrap()
     }
 
     #[test]
@@ -618,6 +730,52 @@ mod tests {
     }
 
     #[test]
+    fn hand_rendered_rows_match_the_csv_writer() {
+        let tricky = [
+            "plain",
+            "a,b",
+            "say \"hi\"",
+            "line\nbreak",
+            "cr\rhere",
+            "",
+            " spaced ",
+            "#N/A",
+            "\"",
+        ];
+        let mut buf = Vec::new();
+        let mut slots = Vec::new();
+        for a in tricky {
+            for b in tricky {
+                for (positions, width) in [(vec![0, 1], 2), (vec![1, 0], 2), (vec![0, 2], 3)] {
+                    let cells: Cells = vec![("A".into(), a.into()), ("B".into(), b.into())];
+                    let n = render_row(&mut buf, &mut slots, &positions, &cells, width);
+                    let mut expected_slots = vec![""; width];
+                    for (&p, (_, v)) in positions.iter().zip(&cells) {
+                        expected_slots[p] = v;
+                    }
+                    let mut expected = Vec::new();
+                    {
+                        let mut w = csv_writer(&mut expected);
+                        w.write_record(&expected_slots).unwrap();
+                        w.flush().unwrap();
+                    }
+                    assert_eq!(&buf[..n], &expected[..], "{a:?} {b:?} {positions:?}");
+                }
+            }
+            // One column: an empty cell must not read back as a blank line.
+            let cells: Cells = vec![("A".into(), a.into())];
+            let n = render_row(&mut buf, &mut slots, &[0], &cells, 1);
+            let mut expected = Vec::new();
+            {
+                let mut w = csv_writer(&mut expected);
+                w.write_record([a]).unwrap();
+                w.flush().unwrap();
+            }
+            assert_eq!(&buf[..n], &expected[..], "{a:?}");
+        }
+    }
+
+    #[test]
     fn row_limit_and_age() {
         let dir = tempfile::tempdir().unwrap();
         let mut b = OpenBatch::new(1, "Contact", 0, dir.path()).unwrap();
@@ -664,7 +822,7 @@ mod tests {
             .unwrap();
         }
         let ready = b.finish(dir.path()).unwrap();
-        let mut linker = Linker::new(&ready.hashes);
+        let mut linker = Linker::new(&ready.hashes().unwrap());
         let header = csv::ByteRecord::from(vec!["sf__Id", "sf__Error", "EMAIL", "lastname"]);
         let map = result_columns(&ready.columns, &header);
         let row = |name: &str| csv::ByteRecord::from(vec!["", "E", "#N/A", name]);
@@ -685,7 +843,8 @@ mod tests {
             std::fs::read_to_string(&retry.csv).unwrap(),
             "LastName,Email\nB,#N/A\nC,#N/A\n"
         );
-        assert_eq!(retry.hashes, vec![ready.hashes[1], ready.hashes[3]]);
+        let h = ready.hashes().unwrap();
+        assert_eq!(retry.hashes().unwrap(), vec![h[1], h[3]]);
         assert_eq!(retry.windows, vec![w, w]);
         let origins: Vec<_> = read_origins(&retry.sidecar)
             .unwrap()
@@ -718,7 +877,7 @@ mod tests {
         .unwrap();
         let ready = b.finish(dir.path()).unwrap();
         assert_eq!(ready.columns, ["LastName", "Phone", "Ext_Id__c"]);
-        let mut linker = Linker::new(&ready.hashes);
+        let mut linker = Linker::new(&ready.hashes().unwrap());
         let header = csv::ByteRecord::from(vec![
             "sf__Id",
             "sf__Error",

@@ -25,6 +25,7 @@
 //! like Salesforce's own field names. Relationship columns (`Account.Ext_Id__c`) are accepted
 //! when the part before the dot is a relationship name of a writable reference field.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use airbyte_protocol::JsonObject;
@@ -184,6 +185,8 @@ pub struct ObjectSchema {
     /// Names as Salesforce spells them: the lookup that needs no allocation.
     exact: HashMap<String, usize>,
     by_relationship: HashMap<String, usize>,
+    /// Each field's name as a shared [`Column`].
+    columns: Vec<Column>,
 }
 
 impl ObjectSchema {
@@ -212,12 +215,17 @@ impl ObjectSchema {
             .enumerate()
             .filter_map(|(i, f)| Some((f.relationship_name.as_ref()?.to_lowercase(), i)))
             .collect();
+        let columns = fields
+            .iter()
+            .map(|f| Column::from(f.name.as_str()))
+            .collect();
         Self {
             name: name.to_owned(),
             fields,
             by_name,
             exact,
             by_relationship,
+            columns,
         }
     }
 
@@ -299,7 +307,10 @@ fn is_field_path(s: &str) -> bool {
 
 /// One encoded row: `(column, cell)` pairs (columns are canonical field names or relationship
 /// paths).
-pub type Cells = Vec<(String, String)>;
+pub type Cells = Vec<(Column, String)>;
+
+/// A column name, shared by every row that uses it (no allocation per cell).
+pub type Column = std::sync::Arc<str>;
 
 /// Encodes records of one route.
 #[derive(Debug, Clone)]
@@ -387,7 +398,21 @@ impl RowEncoder {
 
     /// The cells of one record, or everything wrong with it.
     pub fn encode(&self, data: &JsonObject) -> Result<Cells, RowError> {
-        let mut cells: Cells = Vec::with_capacity(data.len());
+        self.encode_fields(
+            data.iter().map(|(k, v)| (k.as_str(), Cow::Borrowed(v))),
+            data.len(),
+        )
+    }
+
+    /// [`RowEncoder::encode`] over a record's `(key, value)` pairs in input order (no map needed:
+    /// the input reader hands them over as parsed); `len` is a capacity hint. Owned text values
+    /// become their cells without a copy.
+    pub fn encode_fields<'a>(
+        &self,
+        data: impl Iterator<Item = (&'a str, Cow<'a, Value>)>,
+        len: usize,
+    ) -> Result<Cells, RowError> {
+        let mut cells: Cells = Vec::with_capacity(len);
         let mut errors: Vec<RowError> = Vec::new();
         let mut present: Vec<bool> = vec![false; self.schema.fields.len()];
         let mut chars = 0usize;
@@ -396,7 +421,7 @@ impl RowEncoder {
                 continue;
             }
             let (column, field_index) = match self.schema.index(key) {
-                Some(i) => (self.schema.fields[i].name.clone(), i),
+                Some(i) => (self.schema.columns[i].clone(), i),
                 None => match self.relationship_column(key) {
                     Some(found) => found,
                     None => {
@@ -414,7 +439,7 @@ impl RowEncoder {
             };
             let field = &self.schema.fields[field_index];
             let relationship = column.contains('.');
-            if self.operation.key_only() && self.key.as_deref() != Some(column.as_str()) {
+            if self.operation.key_only() && self.key.as_deref() != Some(&*column) {
                 continue;
             }
             if present[field_index] && !relationship {
@@ -445,12 +470,20 @@ impl RowEncoder {
             }
             let cell = if relationship {
                 // The parent's indexed field: its type is unknown here, so text is sent as is.
-                match value {
+                match value.as_ref() {
                     Value::Null => Ok(String::new()),
                     v => Ok(text_of(v)),
                 }
             } else {
-                self.cell(field, value)
+                match value {
+                    // Text for a text field is its own cell (what `cell` makes of it, uncopied).
+                    Cow::Owned(Value::String(s))
+                        if matches!(field.kind, Kind::Text | Kind::Compound) =>
+                    {
+                        self.check_length(field, s)
+                    }
+                    v => self.cell(field, &v),
+                }
             };
             match cell {
                 Ok(cell) => {
@@ -540,14 +573,14 @@ impl RowEncoder {
     }
 
     /// `Rel.Field` where `Rel` is a reference field's relationship name.
-    fn relationship_column(&self, key: &str) -> Option<(String, usize)> {
+    fn relationship_column(&self, key: &str) -> Option<(Column, usize)> {
         let (rel, target) = key.split_once('.')?;
         let &i = self.schema.by_relationship.get(&rel.to_lowercase())?;
         if !is_api_name(target) {
             return None;
         }
         let canonical = self.schema.fields[i].relationship_name.as_deref()?;
-        Some((format!("{canonical}.{target}"), i))
+        Some((Column::from(format!("{canonical}.{target}")), i))
     }
 
     fn cell(&self, f: &FieldInfo, value: &Value) -> Result<String, RowError> {
@@ -1008,7 +1041,12 @@ mod tests {
     }
 
     fn cells(op: Operation, v: Value) -> Vec<(String, String)> {
-        enc(op).encode(&data(v)).unwrap()
+        enc(op)
+            .encode(&data(v))
+            .unwrap()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect()
     }
 
     fn error(op: Operation, v: Value) -> RowError {
@@ -1020,7 +1058,7 @@ mod tests {
         d[column] = v;
         enc(Operation::Insert).encode(&data(d)).map(|c| {
             c.into_iter()
-                .find(|(k, _)| k == column)
+                .find(|(k, _)| &**k == column)
                 .map(|(_, v)| v)
                 .unwrap_or_default()
         })

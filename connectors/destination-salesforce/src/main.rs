@@ -6,6 +6,7 @@
 //!
 //! - [`config`]: the config (Airbyte's keys plus ours), raw → validated, errors naming the key;
 //! - [`route`]: stream → object and operation (insert, upsert on a key, update, delete);
+//! - [`input`]: stdin read block by block, RECORD lines parsed without a JSON map;
 //! - [`encode`]: pre-validation against the object's describe and Salesforce CSV cells;
 //! - [`batch`]: rows spooled to disk with a sidecar of their origins, closed by bytes / rows /
 //!   age, and the content hashes that link result rows back to input rows;
@@ -21,6 +22,7 @@ mod batch;
 mod config;
 mod discover;
 mod encode;
+mod input;
 mod jobs;
 mod rejects;
 mod route;

@@ -38,6 +38,9 @@ struct Pending {
 pub struct StateTracker {
     windows: Vec<Counts>,
     current: HashMap<(String, Option<String>), u32>,
+    /// The last stream [`StateTracker::record`] looked up and its window (cleared whenever
+    /// `current` loses an entry), so a run of records of one stream needs no lookup.
+    last: Option<((String, Option<String>), u32)>,
     global: Option<u32>,
     received: u64,
     held: BTreeMap<u64, u32>,
@@ -65,11 +68,23 @@ impl StateTracker {
 
     /// Registers the next record of `stream`; returns its `seq` and windows.
     pub fn record(&mut self, name: &str, namespace: Option<&str>) -> (u64, Windows) {
-        let stream = match self.current.get(&key(name, namespace)) {
-            Some(&w) => w,
+        let ns = namespace.filter(|n| !n.is_empty());
+        let cached = match &self.last {
+            Some(((n, s), w)) if n == name && s.as_deref() == ns => Some(*w),
+            _ => None,
+        };
+        let stream = match cached {
+            Some(w) => w,
             None => {
-                let w = self.new_window();
-                self.current.insert(key(name, namespace), w);
+                let w = match self.current.get(&key(name, namespace)) {
+                    Some(&w) => w,
+                    None => {
+                        let w = self.new_window();
+                        self.current.insert(key(name, namespace), w);
+                        w
+                    }
+                };
+                self.last = Some((key(name, namespace), w));
                 w
             }
         };
@@ -122,8 +137,9 @@ impl StateTracker {
             )),
             _ => None,
         };
+        // The stream's window closes (its next record opens a new one): forget the cached one.
+        self.last = None;
         let window = match stream {
-            // The stream's window closes; its next record opens a new one.
             Some(k) => match self.current.remove(&k) {
                 Some(w) => w,
                 None => self.new_window(),

@@ -9,15 +9,23 @@
 //! Every other message type (LOG, TRACE such as the platform's synthetic STREAM_STATUS COMPLETE,
 //! CONTROL, unknown types) is accepted and ignored. Objects are described once, 25 per
 //! `/composite` call, before the first record is read.
+//!
+//! Throughput: the input thread reads stdin block by block and parses, routes and encodes
+//! RECORD lines itself ([`crate::input`]), handing each block's results over in one chunk, so
+//! the loop here only spools rows and moves batches along. While an object has no job running,
+//! its batch is submitted early once it holds a share of `batch_max_bytes` (see
+//! [`EARLY_SHARE`]): Salesforce processes it while the rest of the input is read, instead of
+//! waiting for one 100 MB batch.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use airbyte_protocol::{
-    AirbyteMessage, AirbyteRecordMessage, ConfiguredAirbyteCatalog, ConnectorError, Input,
-    JsonObject, Output, ResultExt,
+    AirbyteMessage, AirbyteRecordMessage, CodecError, ConfiguredAirbyteCatalog, ConnectorError,
+    Input, JsonObject, Output, ResultExt,
 };
 use salesforce_client::{Client, ErrorClass, PollConfig};
 use serde_json::value::RawValue;
@@ -26,7 +34,8 @@ use tracing::{debug, info, warn};
 
 use crate::batch::{OpenBatch, Windows};
 use crate::config::{BatchLimits, Config};
-use crate::encode::{ObjectSchema, RowEncoder};
+use crate::encode::{Cells, ObjectSchema, RowEncoder, RowError};
+use crate::input::{self, Lines};
 use crate::jobs::{self, JobContext, JobError, Outcome, Target, Work};
 use crate::rejects::{self, RejectFile, RejectStore, RejectWriter, RejectedBy};
 use crate::route::Routes;
@@ -35,6 +44,27 @@ use crate::{connect, salesforce_error};
 
 /// How often open batches are checked for their age.
 const TICK: Duration = Duration::from_millis(250);
+/// An object with no job running gets its batch early, once the batch holds this share of
+/// `batch_max_bytes` (1/16), so Salesforce works while the rest is read; each early batch
+/// doubles the share for that object (1/16, 1/8, 1/4, ...), which bounds the extra jobs to four
+/// per object. Only when that first share is at least [`EARLY_MIN_BYTES`]: splitting small
+/// batches would cost calls and save no time.
+const EARLY_SHARE: u64 = 16;
+/// Smallest early batch (see [`EARLY_SHARE`]).
+const EARLY_MIN_BYTES: u64 = 4_000_000;
+
+/// How ingest jobs are waited for: a first status check after 50–100 ms, then paced by the job's
+/// progress (`Client::bulk_ingest_wait_rows`), never more than 30 s apart; a job may take 4 h.
+fn ingest_poll() -> PollConfig {
+    PollConfig {
+        backoff: salesforce_client::BackoffConfig {
+            init: Duration::from_millis(100),
+            max: Duration::from_secs(30),
+            base: 2.0,
+        },
+        timeout: Duration::from_secs(4 * 3600),
+    }
+}
 
 /// The sync id that names the reject folder: the catalog's, else the start time.
 fn sync_id(catalog: &ConfiguredAirbyteCatalog) -> String {
@@ -117,8 +147,9 @@ pub async fn write(
         store: store.clone(),
         dir: spool.path().to_path_buf(),
         slots: Arc::new(Semaphore::new(config.job_concurrency)),
-        poll: PollConfig::default(),
+        poll: ingest_poll(),
         next_batch_id: AtomicU64::new(1 << 40),
+        ns_per_row: AtomicU64::new(0),
     });
     let targets: Vec<Arc<Target>> = routes
         .all()
@@ -134,33 +165,35 @@ pub async fn write(
         })
         .collect();
 
-    let (messages, mut inbox) = mpsc::channel(1024);
-    std::thread::Builder::new()
-        .name("stdin".into())
-        .spawn(move || {
-            let mut input = input;
-            while let Some(message) = input.next_message() {
-                let line = input.line();
-                if messages.blocking_send(message.map(|m| (line, m))).is_err() {
-                    break;
-                }
-            }
-        })
-        .system_error("could not start the input thread")?;
+    let routes = Arc::new(routes);
+    let encoders = Arc::new(encoders);
+    let (messages, mut inbox) = mpsc::channel::<Chunk>(8);
+    let (spent, spent_rx) = std::sync::mpsc::channel::<Chunk>();
+    {
+        let routes = routes.clone();
+        let encoders = encoders.clone();
+        std::thread::Builder::new()
+            .name("stdin".into())
+            .spawn(move || read_input(input, &routes, &encoders, &messages, &spent_rx))
+            .system_error("could not start the input thread")?;
+    }
 
     let (outcome_tx, mut outcomes) = mpsc::unbounded_channel();
     let mut run = Run {
         limits: config.batch,
         ctx,
         routes: &routes,
-        encoders: &encoders,
+        encoders: &encoders[..],
         targets: &targets,
         store,
         tracker: StateTracker::new(),
         open: HashMap::new(),
         rejects: HashMap::new(),
         lanes: HashMap::new(),
+        in_flight: HashMap::new(),
+        early: HashMap::new(),
         outcome_tx: Some(outcome_tx),
+        spent,
         next_batch: 0,
         records: 0,
         written: 0,
@@ -173,14 +206,11 @@ pub async fn write(
     let mut failure: Option<ConnectorError> = None;
     loop {
         let step = tokio::select! {
-            message = inbox.recv() => match message {
-                Some(Ok((line, message))) => run.message(out, line, message).await,
-                Some(Err(e)) => {
-                    Err(ConnectorError::system(format!("invalid input: {e}")).with_source(e))
-                }
+            chunk = inbox.recv() => match chunk {
+                Some(chunk) => run.chunk(out, chunk).await,
                 None => break,
             },
-            Some(outcome) = outcomes.recv() => run.outcome(out, outcome),
+            Some(outcome) = outcomes.recv() => run.outcome(out, outcome).await,
             _ = tick.tick() => run.close_due().await,
         };
         if let Err(e) = step {
@@ -200,7 +230,7 @@ pub async fn write(
     run.lanes.clear();
     run.outcome_tx = None;
     while let Some(outcome) = outcomes.recv().await {
-        if let Err(e) = run.outcome(out, outcome) {
+        if let Err(e) = run.outcome(out, outcome).await {
             failure.get_or_insert(e);
         }
     }
@@ -244,14 +274,156 @@ struct Run<'a> {
     rejects: HashMap<usize, (RejectWriter, u64, HashMap<Windows, u64>)>,
     /// Batch queue per object (lower-case).
     lanes: HashMap<String, mpsc::Sender<Work>>,
+    /// Batches submitted and not yet settled, per lane.
+    in_flight: HashMap<String, usize>,
+    /// Size at which the lane's next batch is submitted early when the lane is idle (see
+    /// [`EARLY_SHARE`]); absent: the first share.
+    early: HashMap<String, u64>,
     outcome_tx: Option<mpsc::UnboundedSender<Outcome>>,
+    /// Handled chunks go back to the input thread (see [`Run::chunk`]).
+    spent: std::sync::mpsc::Sender<Chunk>,
     next_batch: u64,
     records: u64,
     written: u64,
     rejected: u64,
 }
 
+/// What the input thread makes of one line.
+#[derive(Debug)]
+enum Item {
+    /// A RECORD of a configured stream, already encoded (fast path).
+    Record {
+        line: u64,
+        route: usize,
+        encoded: Result<Cells, RowError>,
+        data: Box<RawValue>,
+    },
+    /// Any other message, parsed by the protocol crate.
+    Message { line: u64, message: AirbyteMessage },
+    /// A line that is not a valid message (reading stops after it).
+    Invalid(CodecError),
+}
+
+/// The items of one block of input.
+type Chunk = Vec<Item>;
+
+/// The input thread: reads stdin block by block and sends each block's items as one chunk;
+/// RECORD lines are parsed, routed and encoded here, off the loop that spools and submits.
+fn read_input(
+    input: Input,
+    routes: &Routes,
+    encoders: &[RowEncoder],
+    to: &mpsc::Sender<Chunk>,
+    spent: &std::sync::mpsc::Receiver<Chunk>,
+) {
+    let mut lines = Lines::new(input.into_inner());
+    let mut more = true;
+    loop {
+        // Chunks handled by the write loop come back to be freed here, where they were made.
+        while let Ok(done) = spent.try_recv() {
+            drop(done);
+        }
+        let mut chunk: Chunk = Vec::new();
+        let mut stop = false;
+        while let Some((line, text)) = lines.next_line() {
+            if text.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            let item = match input::fast_record(text).and_then(|r| {
+                let ns = r.namespace.as_deref().map(str::to_owned);
+                let route = routes.find(&r.stream, ns.as_ref())?;
+                Some((route, r))
+            }) {
+                Some((route, mut r)) => {
+                    let n = r.fields.0.len();
+                    let encoded = encoders[route].encode_fields(
+                        r.fields.0.iter_mut().map(|(k, v)| {
+                            let k: &Cow<'_, str> = k;
+                            (k.as_ref(), Cow::Owned(std::mem::take(v)))
+                        }),
+                        n,
+                    );
+                    Item::Record {
+                        line,
+                        route,
+                        encoded,
+                        data: r.data.to_owned(),
+                    }
+                }
+                None => match input::slow_message(text, line) {
+                    Ok(message) => Item::Message { line, message },
+                    Err(e) => {
+                        stop = true;
+                        Item::Invalid(e)
+                    }
+                },
+            };
+            chunk.push(item);
+            if stop {
+                break;
+            }
+        }
+        if !more || stop {
+            let _ = to.blocking_send(chunk);
+            return;
+        }
+        if !chunk.is_empty() && to.blocking_send(chunk).is_err() {
+            return;
+        }
+        match lines.fill() {
+            Ok(m) => more = m,
+            Err(source) => {
+                let line = lines.line() + 1;
+                let _ = to.blocking_send(vec![Item::Invalid(CodecError::Io { line, source })]);
+                return;
+            }
+        }
+    }
+}
+
 impl Run<'_> {
+    /// Handles one chunk, then hands it back to the input thread to be freed there (memory
+    /// freed by the thread that allocated it avoids contention between the two in the allocator).
+    async fn chunk(&mut self, out: &mut Output, mut chunk: Chunk) -> Result<(), ConnectorError> {
+        let mut result = Ok(());
+        for item in chunk.iter_mut() {
+            let step = match item {
+                Item::Record {
+                    line,
+                    route,
+                    encoded,
+                    data,
+                } => self.encoded(*line, *route, encoded, data).await,
+                Item::Message { line, message } => {
+                    let message = std::mem::replace(
+                        message,
+                        AirbyteMessage::Other {
+                            message_type: String::new(),
+                            fields: JsonObject::new(),
+                        },
+                    );
+                    self.message(out, *line, message).await
+                }
+                Item::Invalid(e) => {
+                    let e = std::mem::replace(
+                        e,
+                        CodecError::Io {
+                            line: 0,
+                            source: std::io::Error::other("reported"),
+                        },
+                    );
+                    Err(ConnectorError::system(format!("invalid input: {e}")).with_source(e))
+                }
+            };
+            if let Err(e) = step {
+                result = Err(e);
+                break;
+            }
+        }
+        let _ = self.spent.send(chunk);
+        result
+    }
+
     async fn message(
         &mut self,
         out: &mut Output,
@@ -292,12 +464,28 @@ impl Run<'_> {
                     .unwrap_or_default()
             )));
         };
+        let encoded = self.encoders[route].encode(&record.data);
+        let data = RawValue::from_string(
+            serde_json::to_string(&record.data).system_error("could not serialise a record")?,
+        )
+        .system_error("could not serialise a record")?;
+        self.encoded(line, route, &encoded, &data).await
+    }
+
+    /// One record of `route` with its cells (or why it is refused) and its `data` as JSON.
+    async fn encoded(
+        &mut self,
+        line: u64,
+        route: usize,
+        encoded: &Result<Cells, RowError>,
+        raw: &RawValue,
+    ) -> Result<(), ConnectorError> {
         self.records += 1;
         let stream = &self.routes.get(route).stream;
         let (seq, windows) = self
             .tracker
             .record(&stream.name, stream.namespace.as_deref());
-        match self.encoders[route].encode(&record.data) {
+        match encoded {
             Err(error) => {
                 let target = &self.targets[route];
                 if !self.rejects.contains_key(&route) {
@@ -310,11 +498,6 @@ impl Run<'_> {
                     self.tracker.hold(seq);
                     self.rejects.insert(route, (writer, seq, HashMap::new()));
                 }
-                let raw = RawValue::from_string(
-                    serde_json::to_string(&record.data)
-                        .system_error("could not serialise a rejected record")?,
-                )
-                .system_error("could not serialise a rejected record")?;
                 if let Some((writer, _, counts)) = self.rejects.get_mut(&route) {
                     writer
                         .write_error(
@@ -323,8 +506,8 @@ impl Run<'_> {
                             target.operation.name(),
                             None,
                             RejectedBy::Validation,
-                            &error,
-                            &raw,
+                            error,
+                            raw,
                         )
                         .system_error("could not write a rejected record")?;
                     *counts.entry(windows).or_default() += 1;
@@ -332,7 +515,7 @@ impl Run<'_> {
             }
             Ok(cells) => {
                 if let Some(batch) = self.open.get_mut(&route)
-                    && batch.would_overflow(&cells, &self.limits)
+                    && batch.would_overflow(cells, &self.limits)
                 {
                     self.close(route).await?;
                 }
@@ -350,10 +533,12 @@ impl Run<'_> {
                 }
                 if let Some(batch) = self.open.get_mut(&route) {
                     batch
-                        .push(&cells, line, &record.data, windows)
+                        .push(cells, line, raw, windows)
                         .system_error("could not spool a record")?;
                     if self.limits.max_rows.is_some_and(|m| batch.rows() >= m) {
                         self.close(route).await?;
+                    } else {
+                        self.close_early(route).await?;
                     }
                 }
             }
@@ -379,6 +564,7 @@ impl Run<'_> {
             self.lanes.insert(lane_key.clone(), tx);
         }
         debug!(object = %target.object, rows = batch.rows(), "batch closed");
+        *self.in_flight.entry(lane_key.clone()).or_default() += 1;
         let lane = self.lanes.get(&lane_key).cloned();
         if let Some(lane) = lane
             && lane.send(Work { batch, target }).await.is_err()
@@ -387,6 +573,28 @@ impl Run<'_> {
             warn!(object = %self.targets[route].object, "lane stopped; batch not submitted");
         }
         Ok(())
+    }
+
+    /// Submits the open batch of `route` early when its object has no job running and the batch
+    /// reached the lane's early size ([`EARLY_SHARE`]).
+    async fn close_early(&mut self, route: usize) -> Result<(), ConnectorError> {
+        let first = self.limits.max_bytes / EARLY_SHARE;
+        if first < EARLY_MIN_BYTES {
+            return Ok(());
+        }
+        let Some(batch) = self.open.get(&route) else {
+            return Ok(());
+        };
+        let lane = self.targets[route].object.to_lowercase();
+        if self.in_flight.get(&lane).copied().unwrap_or(0) > 0 {
+            return Ok(());
+        }
+        let at = self.early.get(&lane).copied().unwrap_or(first);
+        if at >= self.limits.max_bytes || batch.size() < at {
+            return Ok(());
+        }
+        self.early.insert(lane, at.saturating_mul(2));
+        self.close(route).await
     }
 
     async fn close_due(&mut self) -> Result<(), ConnectorError> {
@@ -439,7 +647,26 @@ impl Run<'_> {
         Ok(())
     }
 
-    fn outcome(&mut self, out: &mut Output, outcome: Outcome) -> Result<(), ConnectorError> {
+    async fn outcome(&mut self, out: &mut Output, outcome: Outcome) -> Result<(), ConnectorError> {
+        let lane = outcome.lane.clone();
+        if let Some(n) = self.in_flight.get_mut(&lane) {
+            *n = n.saturating_sub(1);
+        }
+        self.settle(out, outcome)?;
+        // The lane may be idle now: a batch that grew past its early size goes at once.
+        if self.outcome_tx.is_some() {
+            let mut routes: Vec<usize> = self.open.keys().copied().collect();
+            routes.sort_unstable();
+            for route in routes {
+                if self.targets[route].object.to_lowercase() == lane {
+                    self.close_early(route).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn settle(&mut self, out: &mut Output, outcome: Outcome) -> Result<(), ConnectorError> {
         if let Some(error) = outcome.error {
             return Err(job_error(error));
         }

@@ -1171,11 +1171,13 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
 /// peak RSS must stay far below the input size.
 ///
 /// The bound: a batch is spooled to disk (CSV + sidecar), never held in memory; what memory holds
-/// per batch is per-row bookkeeping (content hash, state window, fate, linker entry: under 64
-/// bytes a row). 20 MB of ~95-byte CSV rows is ~210,000 rows, ~13 MB of bookkeeping, and at most
-/// three batches are alive at once (one open, one queued in the lane, one running), ~40 MB, plus
-/// the 1,024-message input channel, buffers and the runtime (~30 MB). 150 MB leaves room for the
-/// allocator while still failing if memory grew with the input (220 MB of JSON, 95 MB of CSV).
+/// per batch is per-row bookkeeping (state window, fate, and only when a result row must be
+/// linked a content hash and linker entry: under 64 bytes a row). 20 MB of ~95-byte CSV rows is
+/// ~210,000 rows, ~13 MB of bookkeeping, and at most three batches are alive at once (one open,
+/// one queued in the lane, one running), ~40 MB, plus the input channel (at most 8 chunks of one
+/// 1 MB block of input each, parsed), buffers and the runtime (~30 MB). 150 MB leaves room for
+/// the allocator while still failing if memory grew with the input (220 MB of JSON, 95 MB of
+/// CSV).
 ///
 /// Measured: ~50 s in a debug build on 2 shared cores, peak RSS ~43 MiB. Named `slow_` so it can
 /// be filtered out (`-E 'not test(slow_)'`).
@@ -1323,4 +1325,66 @@ fn slow_one_million_rows_streamed_through_stdin_are_all_written_with_bounded_mem
         peak < MAX_PEAK_RSS_KIB,
         "peak RSS {peak} KiB exceeds {MAX_PEAK_RSS_KIB} KiB"
     );
+}
+
+/// With the default 100 MB batches, an object with no job running gets its batch early (at
+/// 1/16 of the limit, then 1/8, ...), so Salesforce works while the rest is read: ~14 MB of CSV
+/// goes out as more than one job, and every row still ends written with one state echoed.
+#[test]
+fn an_idle_object_gets_its_batch_early_and_every_row_is_written() {
+    const ROWS: u64 = 120_000;
+    let org = Org::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = org.config(dir.path());
+    assert!(config.get("batch_max_bytes").is_none(), "default limits");
+    let mut lines: Vec<String> = (1..=ROWS)
+        .map(|i| {
+            record(
+                "c",
+                json!({"LastName": "Zzearly", "FirstName": format!("n{i}"),
+                       "Title": format!("Row {i:07} of the early-batch test, padded to about a hundred bytes")}),
+            )
+        })
+        .collect();
+    lines.push(state("c", 1, ROWS as f64));
+    let (before, _) = org.calls();
+    let run = write(
+        &config,
+        json!([stream("c", "Contact", "append", Value::Null)]),
+        &lines,
+    );
+    assert_eq!(run.code(), Some(0), "stderr: {}", run.stderr);
+    assert_eq!(
+        stats(&run),
+        vec![(
+            1,
+            json!({"recordCount": ROWS as f64, "rejectedRecordCount": 0.0})
+        )]
+    );
+    let (after, by_endpoint) = org.calls();
+    let jobs = by_endpoint["POST /services/data/{version}/jobs/ingest"]
+        .as_u64()
+        .unwrap_or(0);
+    assert!(jobs >= 2, "one early job and the rest: {by_endpoint}");
+    assert!(
+        after - before <= 8 * jobs + 2,
+        "calls stay few: {by_endpoint}"
+    );
+    let client = salesforce_client::Client::builder()
+        .with_login_url(org.handle.base_url.clone())
+        .with_credentials(salesforce_client::Credentials::refresh_token(
+            "emulator-client-id",
+            Some("emulator-client-secret"),
+            "emulator-refresh-token",
+        ))
+        .build()
+        .unwrap();
+    let page: salesforce_client::QueryPage<Value> = org
+        ._runtime
+        .block_on(client.query_page(
+            "SELECT COUNT() FROM Contact WHERE LastName = 'Zzearly'",
+            salesforce_client::QueryOptions::default(),
+        ))
+        .unwrap();
+    assert_eq!(page.total_size, ROWS, "every row written");
 }

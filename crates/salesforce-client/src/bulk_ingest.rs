@@ -3,8 +3,16 @@
 //! The upload streams the file from disk (at most [`MAX_UPLOAD_BYTES`] per job, Salesforce's
 //! 150 MB-after-base64 limit); result files stream through the same incremental CSV parser as
 //! query results.
+//!
+//! Waiting ([`Client::bulk_ingest_wait_rows`]) is paced by the job's own progress: once
+//! `numberRecordsProcessed` moves, the next status check is timed for when the remaining rows
+//! should be done at the rate seen so far, but never later than the time already waited (an
+//! early, slow start must not make us sleep through the end), so a job costs a few checks
+//! (about log2 of its duration over the first delay at worst) and is noticed soon after it
+//! finishes; before any progress the checks back off from a short first delay.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use csv::ByteRecord;
 use reqwest::header::{ACCEPT, HeaderValue};
@@ -18,6 +26,7 @@ use crate::bulk::{
 use crate::client::{Call, CallBody, Client};
 use crate::csv_stream::CsvBody;
 use crate::error::{Error, Result};
+use crate::retry::Backoff;
 
 /// Largest CSV accepted for one upload (100 MB of raw CSV).
 pub const MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
@@ -195,6 +204,59 @@ impl Client {
         poll_until_terminal(job_id, poll, || self.bulk_ingest_status(job_id)).await
     }
 
+    /// Waits like [`Client::bulk_ingest_wait`] for a job of `rows` uploaded rows, timing each
+    /// status check from the job's progress (see the module doc): with `p` of `rows` processed
+    /// after `t` since the wait began, the next check comes after `(rows - p) * t / p` plus a
+    /// tenth, at least `poll.backoff.init / 2` and at most `t` (and `poll.backoff.max`); while
+    /// nothing is processed the checks follow `poll.backoff`. `first_check`, when the caller
+    /// knows how long such a job takes (an earlier job of the same kind), delays the first check
+    /// (bounded by `poll.backoff.max`), saving the checks of a job surely still running.
+    pub async fn bulk_ingest_wait_rows(
+        &self,
+        job_id: &str,
+        rows: u64,
+        first_check: Option<Duration>,
+        poll: &PollConfig,
+    ) -> Result<JobInfo> {
+        let started = Instant::now();
+        if let Some(d) = first_check {
+            tokio::time::sleep(d.min(poll.backoff.max).min(poll.timeout)).await;
+        }
+        let mut backoff = Backoff::new(&poll.backoff);
+        let mut before: Option<(u64, Duration)> = None;
+        loop {
+            let info = self.bulk_ingest_status(job_id).await?;
+            if info.state.is_terminal() {
+                return Ok(info);
+            }
+            let elapsed = started.elapsed();
+            if elapsed >= poll.timeout {
+                return Err(crate::error::BulkJobError::Timeout {
+                    job_id: job_id.to_owned(),
+                    waited: elapsed,
+                    last_state: info.state.as_str().to_owned(),
+                }
+                .into());
+            }
+            let done = info.number_records_processed.unwrap_or(0);
+            let delay = match paced_delay(done, rows, elapsed, before, poll) {
+                Some(d) => d,
+                None => backoff.next_delay(),
+            }
+            .min(poll.timeout - elapsed);
+            before = Some((done, elapsed));
+            tracing::debug!(
+                job_id,
+                state = info.state.as_str(),
+                processed = info.number_records_processed,
+                rows,
+                ?delay,
+                "ingest job not finished yet"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
     /// Streams one result file of an ingest job.
     pub async fn bulk_ingest_results(
         &self,
@@ -231,9 +293,93 @@ impl Client {
     }
 }
 
+/// The delay before the next status check of a job that processed `done` of `rows` rows in
+/// `elapsed`: the time the rest should take at the rate seen since the previous check `before`
+/// (`(done, elapsed)` then; the average since the start when there is none or no progress since),
+/// plus a tenth, but no more than `elapsed` itself (the rate seen early may be far below the
+/// real one); `None` before progress.
+fn paced_delay(
+    done: u64,
+    rows: u64,
+    elapsed: Duration,
+    before: Option<(u64, Duration)>,
+    poll: &PollConfig,
+) -> Option<Duration> {
+    if done == 0 || elapsed.is_zero() {
+        return None;
+    }
+    let left = rows.saturating_sub(done).max(1) as f64;
+    let t = elapsed.as_secs_f64();
+    let per_row = match before {
+        Some((d0, t0)) if done > d0 && elapsed > t0 => {
+            (elapsed - t0).as_secs_f64() / (done - d0) as f64
+        }
+        _ => t / done as f64,
+    };
+    let secs = left * per_row * 1.1;
+    let min = poll.backoff.init.as_secs_f64() / 2.0;
+    let max = poll.backoff.max.as_secs_f64().min(t).max(min);
+    Some(Duration::from_secs_f64(secs.clamp(min, max)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn waits_are_paced_by_progress() {
+        let poll = PollConfig {
+            backoff: crate::retry::BackoffConfig {
+                init: Duration::from_millis(100),
+                max: Duration::from_secs(30),
+                base: 2.0,
+            },
+            timeout: Duration::from_secs(3600),
+        };
+        assert_eq!(
+            paced_delay(0, 1000, Duration::from_secs(1), None, &poll),
+            None
+        );
+        // Half done in 4 s: the rest takes 4 s, plus a tenth, capped at the 4 s waited so far.
+        let d = paced_delay(500, 1000, Duration::from_secs(4), None, &poll).unwrap();
+        assert_eq!(d, Duration::from_secs(4));
+        // 80 % done in 4 s: the rest takes 1 s, plus a tenth.
+        let d = paced_delay(800, 1000, Duration::from_secs(4), None, &poll).unwrap();
+        assert!((d.as_secs_f64() - 1.1).abs() < 1e-9, "{d:?}");
+        // A slow start never makes the next check later than the time waited so far.
+        let d = paced_delay(10_000, 500_000, Duration::from_millis(300), None, &poll).unwrap();
+        assert_eq!(d, Duration::from_millis(300));
+        // Nearly done: never less than half the first backoff delay.
+        let d = paced_delay(999_999, 1_000_000, Duration::from_secs(2), None, &poll).unwrap();
+        assert_eq!(d, Duration::from_millis(50));
+        // The rate since the previous check wins over the average: 100 rows in the last second
+        // after a slow start (100 in 3 s) leave 800 rows = 8 s, capped at the 4 s waited.
+        let d = paced_delay(
+            200,
+            1000,
+            Duration::from_secs(4),
+            Some((100, Duration::from_secs(3))),
+            &poll,
+        )
+        .unwrap();
+        assert_eq!(d, Duration::from_secs(4));
+        let d = paced_delay(
+            500_000,
+            1_000_000,
+            Duration::from_secs(4),
+            Some((100_000, Duration::from_secs(3))),
+            &poll,
+        )
+        .unwrap();
+        // 400,000 rows in the last second: the remaining 500,000 take 1.25 s, plus a tenth.
+        assert!((d.as_secs_f64() - 1.375).abs() < 1e-9, "{d:?}");
+        // Slow jobs are still checked at least every `max`.
+        let d = paced_delay(1, 1_000_000, Duration::from_secs(600), None, &poll).unwrap();
+        assert_eq!(d, Duration::from_secs(30));
+        // More processed than uploaded (a count we cannot explain): a short check.
+        let d = paced_delay(2000, 1000, Duration::from_secs(1), None, &poll).unwrap();
+        assert_eq!(d, Duration::from_millis(50));
+    }
 
     #[test]
     fn ingest_request_serializes_like_the_docs() {

@@ -28,7 +28,7 @@ use crate::ids;
 use crate::schema::{FieldType, ObjectDef, Schema};
 use crate::state::{EmulatorState, lock, now_ms};
 use crate::store::{
-    FieldInput, FieldValues, RowError, RowOutcome, Snapshot, StoreError, WriteOp, parse_input,
+    CellInput, FieldInput, FieldValues, RowError, Snapshot, StoreError, WriteOp, parse_text_value,
 };
 use crate::value;
 use axum::body::{Body, Bytes};
@@ -39,6 +39,7 @@ use axum::routing::{get, put};
 use axum::{Router, routing::post};
 use futures::StreamExt;
 use serde_json::{Value as Json, json};
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
 use std::path::PathBuf;
@@ -218,8 +219,11 @@ struct Rt {
     failed: u64,
     /// Internal-batch retries spent on lock contention (§6.4 `retries`, §9.13).
     retries: u64,
-    /// Committed bytes of the successful / failed result files (0: not written yet).
-    success_len: u64,
+    /// Per processed row, in upload order: `row index << 1 | created` for a written row,
+    /// [`FAILED_ROW`] otherwise. The successful results are rendered from it and the upload when
+    /// asked for (nothing is written for them while processing).
+    outcomes: Vec<u64>,
+    /// Committed bytes of the failed result file (0: not written yet).
     failed_len: u64,
     error: Option<String>,
     modstamp_ms: i64,
@@ -247,7 +251,6 @@ pub struct IngestJob {
     /// `LF` or `CRLF`.
     pub line_ending: String,
     upload: TempPath,
-    success: TempPath,
     failed: TempPath,
     rt: Mutex<Rt>,
 }
@@ -627,7 +630,6 @@ fn create_inner(
         column_delimiter: delimiter,
         line_ending,
         upload: TempPath::new("upload"),
-        success: TempPath::new("success"),
         failed: TempPath::new("failed"),
         rt: Mutex::new(Rt {
             upload: Upload::None,
@@ -640,7 +642,7 @@ fn create_inner(
             processed: 0,
             failed: 0,
             retries: 0,
-            success_len: 0,
+            outcomes: Vec::new(),
             failed_len: 0,
             error: None,
             modstamp_ms: now,
@@ -1273,16 +1275,26 @@ fn typed(ty: FieldType) -> bool {
     )
 }
 
+/// A row's entry in [`Rt::outcomes`] when it failed.
+const FAILED_ROW: u64 = u64::MAX;
+
 enum Outcome {
-    Ok { id: String, created: bool },
-    Err { id: String, error: String },
+    /// Written: the row index of the record.
+    Ok {
+        idx: u64,
+        created: bool,
+    },
+    Err {
+        id: String,
+        error: String,
+    },
 }
 
 struct Writers {
-    ok: BufWriter<std::fs::File>,
     bad: BufWriter<std::fs::File>,
-    ok_len: u64,
     bad_len: u64,
+    /// Outcomes of the rows of the current internal batch (see [`Rt::outcomes`]).
+    outcomes: Vec<u64>,
 }
 
 fn run(
@@ -1319,17 +1331,12 @@ fn run(
         seen: 0,
     };
     let mut w = Writers {
-        ok: BufWriter::with_capacity(CHUNK, std::fs::File::create(&job.success.0)?),
         bad: BufWriter::with_capacity(CHUNK, std::fs::File::create(&job.failed.0)?),
-        ok_len: 0,
         bad_len: 0,
+        outcomes: Vec::with_capacity(BATCH_RECORDS),
     };
     let (d, eol) = (job.delimiter(), job.eol());
     let mut buf = Vec::new();
-    result_header(&mut buf, "sf__Created", &header, d, eol);
-    w.ok.write_all(&buf)?;
-    w.ok_len += buf.len() as u64;
-    buf.clear();
     result_header(&mut buf, "sf__Error", &header, d, eol);
     w.bad.write_all(&buf)?;
     w.bad_len += buf.len() as u64;
@@ -1337,16 +1344,22 @@ fn run(
     let Some(mut rdr) = rdr else {
         return Ok(());
     };
+    // Records are read into reused buffers, one internal batch ahead of the one processed.
     let mut next = csv::ByteRecord::new();
     let mut have_next = rdr.read_byte_record(&mut next)?;
     let mut batch: Vec<csv::ByteRecord> = Vec::with_capacity(BATCH_RECORDS);
     let mut k = 0usize;
     while have_next {
-        batch.clear();
-        while have_next && batch.len() < BATCH_RECORDS {
-            batch.push(std::mem::take(&mut next));
+        let mut n = 0usize;
+        while have_next && n < BATCH_RECORDS {
+            if n == batch.len() {
+                batch.push(csv::ByteRecord::new());
+            }
+            std::mem::swap(&mut batch[n], &mut next);
+            n += 1;
             have_next = rdr.read_byte_record(&mut next)?;
         }
+        let batch = &batch[..n];
         if lock(&job.rt).aborted_ms.is_some() {
             return Ok(());
         }
@@ -1364,7 +1377,7 @@ fn run(
             obj,
             &header,
             &cols,
-            &batch,
+            batch,
             &mut w,
             &mut faults,
         )?;
@@ -1376,12 +1389,11 @@ fn run(
 }
 
 fn commit(job: &IngestJob, w: &mut Writers, n: u64, failed: u64) -> Result<(), IngestError> {
-    w.ok.flush()?;
     w.bad.flush()?;
     let mut rt = lock(&job.rt);
     rt.processed += n;
     rt.failed += failed;
-    rt.success_len = w.ok_len;
+    rt.outcomes.append(&mut w.outcomes);
     rt.failed_len = w.bad_len;
     Ok(())
 }
@@ -1422,7 +1434,7 @@ struct RowFaults {
 
 /// The record a lock error names: the row's own id, else the first record id among its cells (a
 /// parent's), else the object's first record.
-fn locked_id(schema: &Schema, def: &ObjectDef, row: &[String], id_col: Option<usize>) -> String {
+fn locked_id(schema: &Schema, def: &ObjectDef, row: &[Cell<'_>], id_col: Option<usize>) -> String {
     id_col
         .and_then(|c| row.get(c))
         .and_then(|v| ids::to18(v.trim()))
@@ -1434,6 +1446,13 @@ fn locked_id(schema: &Schema, def: &ObjectDef, row: &[String], id_col: Option<us
             })
         })
         .unwrap_or_else(|| ids::make(&def.key_prefix, 0))
+}
+
+/// One uploaded cell, borrowed from the parsed record unless it was not valid UTF-8.
+type Cell<'a> = Cow<'a, str>;
+
+fn row_cells(rec: &csv::ByteRecord) -> Vec<Cell<'_>> {
+    rec.iter().map(String::from_utf8_lossy).collect()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1449,11 +1468,9 @@ fn process_batch(
     faults: &mut RowFaults,
 ) -> Result<(u64, u64, u64), IngestError> {
     let def = &schema.objects[obj];
-    let snap = cols
-        .iter()
-        .any(|c| matches!(c, Column::Rel { .. }))
-        .then(|| state.snapshot());
-    let rows: Vec<Vec<String>> = batch.iter().map(cells).collect();
+    let has_rel = cols.iter().any(|c| matches!(c, Column::Rel { .. }));
+    let snap = has_rel.then(|| state.snapshot());
+    let rows: Vec<Vec<Cell<'_>>> = batch.iter().map(row_cells).collect();
     let mut outcomes: Vec<Option<Outcome>> = (0..rows.len()).map(|_| None).collect();
     let mut target: Vec<String> = vec![String::new(); rows.len()];
     let id_col = cols
@@ -1494,13 +1511,13 @@ fn process_batch(
     } else if let Some(c) = key_col {
         let mut by_key: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, r) in rows.iter().enumerate() {
-            if let Some(v) = r.get(c).filter(|v| !v.is_empty() && v.as_str() != "#N/A") {
+            if let Some(v) = r.get(c).filter(|v| !v.is_empty() && v.as_ref() != "#N/A") {
                 by_key.entry(v.to_ascii_lowercase()).or_default().push(i);
             }
         }
         for group in by_key.values().filter(|g| g.len() > 1) {
             for &i in group {
-                let v = rows[i].get(c).map(String::as_str).unwrap_or("");
+                let v = rows[i].get(c).map(|v| v.as_ref()).unwrap_or("");
                 dup_rows.insert(
                     i,
                     row_error(
@@ -1539,7 +1556,10 @@ fn process_batch(
         Column::Unknown(n) => Some(n.as_str()),
         _ => None,
     });
+    // Inserts without relationship columns take the store's index-keyed fast path.
+    let fast = job.operation == Operation::Insert && !has_rel;
     let mut ops = Vec::new();
+    let mut cell_rows = Vec::new();
     let mut op_rows = Vec::new();
     for (i, r) in rows.iter().enumerate() {
         if keyed_by_id
@@ -1551,17 +1571,20 @@ fn process_batch(
         {
             target[i] = id;
         }
-        let built = match dup_rows.remove(&i) {
-            Some(e) => Err(e),
+        let failed = match dup_rows.remove(&i) {
+            Some(e) => Some(e),
             None => match (unknown, read_snap.as_deref()) {
-                (Some(name), _) => Err(row_error(
+                (Some(name), _) => Some(row_error(
                     "INVALID_FIELD",
                     format!("Field name not found : {name}"),
                     &[],
                 )),
                 (None, Some(rs)) => {
                     outcomes[i] = Some(match check_live(rs, obj, id_col, r) {
-                        Ok(id) => Outcome::Ok { id, created: false },
+                        Ok(idx) => Outcome::Ok {
+                            idx,
+                            created: false,
+                        },
                         Err(e) => Outcome::Err {
                             id: target[i].clone(),
                             error: bulk_error(&e),
@@ -1569,42 +1592,72 @@ fn process_batch(
                     });
                     continue;
                 }
-                (None, None) => build_op(job, def, snap.as_deref(), header, cols, id_col, r),
+                (None, None) if fast => match insert_cells(def, header, cols, id_col, r) {
+                    Ok(cells) => {
+                        cell_rows.push(cells);
+                        op_rows.push(i);
+                        None
+                    }
+                    Err(e) => Some(e),
+                },
+                (None, None) => {
+                    match build_op(job, def, snap.as_deref(), header, cols, id_col, r) {
+                        Ok(op) => {
+                            ops.push(op);
+                            op_rows.push(i);
+                            None
+                        }
+                        Err(e) => Some(e),
+                    }
+                }
             },
         };
-        match built {
-            Ok(op) => {
-                ops.push(op);
-                op_rows.push(i);
-            }
-            Err(e) => {
-                outcomes[i] = Some(Outcome::Err {
-                    id: target[i].clone(),
-                    error: bulk_error(&e),
-                })
-            }
-        }
-    }
-    if !ops.is_empty() {
-        let outs = state.store.apply(&def.name, &ops, &state.write_options())?;
-        for (out, &i) in outs.into_iter().zip(&op_rows) {
-            outcomes[i] = Some(match out {
-                RowOutcome::Ok { id, created } => Outcome::Ok { id, created },
-                RowOutcome::Err(e) => Outcome::Err {
-                    id: target[i].clone(),
-                    error: bulk_error(&e),
-                },
+        if let Some(e) = failed {
+            outcomes[i] = Some(Outcome::Err {
+                id: target[i].clone(),
+                error: bulk_error(&e),
             });
         }
+    }
+    // Relationship lookups are done: a snapshot held across the write would make the store copy
+    // its written rows.
+    drop(snap);
+    drop(read_snap);
+    let written: Vec<Result<(u64, bool), RowError>> = if fast {
+        if cell_rows.is_empty() {
+            Vec::new()
+        } else {
+            state
+                .store
+                .insert_cells(obj, &cell_rows, &state.write_options())?
+                .into_iter()
+                .map(|r| r.map(|idx| (idx, true)))
+                .collect()
+        }
+    } else if ops.is_empty() {
+        Vec::new()
+    } else {
+        state.store.apply_at(obj, &ops, &state.write_options())?
+    };
+    for (out, &i) in written.into_iter().zip(&op_rows) {
+        outcomes[i] = Some(match out {
+            Ok((idx, created)) => Outcome::Ok { idx, created },
+            Err(e) => Outcome::Err {
+                id: target[i].clone(),
+                error: bulk_error(&e),
+            },
+        });
     }
     let (d, eol) = (job.delimiter(), job.eol());
     let mut failed = 0u64;
     let mut line = Vec::with_capacity(512);
     for (r, out) in rows.iter().zip(outcomes) {
-        line.clear();
-        let (first, second, ok) = match out {
-            Some(Outcome::Ok { id, created }) => (id, created.to_string(), true),
-            Some(Outcome::Err { id, error }) => (id, error, false),
+        let (id, error) = match out {
+            Some(Outcome::Ok { idx, created }) => {
+                w.outcomes.push(idx << 1 | u64::from(created));
+                continue;
+            }
+            Some(Outcome::Err { id, error }) => (id, error),
             None => (
                 String::new(),
                 bulk_error(&row_error(
@@ -1612,36 +1665,33 @@ fn process_batch(
                     "row was not processed",
                     &[],
                 )),
-                false,
             ),
         };
-        csv_quoted(&mut line, first.as_bytes());
+        w.outcomes.push(FAILED_ROW);
+        failed += 1;
+        line.clear();
+        csv_quoted(&mut line, id.as_bytes());
         line.push(d);
-        csv_quoted(&mut line, second.as_bytes());
+        csv_quoted(&mut line, error.as_bytes());
         for c in r {
             line.push(d);
             csv_quoted(&mut line, c.as_bytes());
         }
         line.extend_from_slice(eol);
-        if ok {
-            w.ok.write_all(&line)?;
-            w.ok_len += line.len() as u64;
-        } else {
-            failed += 1;
-            w.bad.write_all(&line)?;
-            w.bad_len += line.len() as u64;
-        }
+        w.bad.write_all(&line)?;
+        w.bad_len += line.len() as u64;
     }
     Ok((rows.len() as u64, failed, retries))
 }
 
 /// `refresh` / `consentImport` rows (§9.12): the `Id` must name a live record; nothing is written.
+/// Returns the record's row index.
 fn check_live(
     snap: &Snapshot,
     obj: usize,
     id_col: Option<usize>,
-    row: &[String],
-) -> Result<String, RowError> {
+    row: &[Cell<'_>],
+) -> Result<u64, RowError> {
     let id = id_col
         .and_then(|c| row.get(c))
         .map(|v| v.trim())
@@ -1654,7 +1704,7 @@ fn check_live(
         ));
     }
     match snap.row_by_id(obj, id).filter(|r| r.visible(false)) {
-        Some(r) => Ok(r.id()),
+        Some(r) => Ok(r.idx),
         None => Err(row_error(
             "INVALID_CROSS_REFERENCE_KEY",
             "invalid cross reference id",
@@ -1663,16 +1713,13 @@ fn check_live(
     }
 }
 
-/// Builds the store operation of one CSV row (§6.6 value rules).
-fn build_op(
-    job: &IngestJob,
-    def: &ObjectDef,
-    snap: Option<&Snapshot>,
+/// The checks every row makes before the DML: its width, and no `Id` on insert (§6.6).
+fn check_shape(
+    op: Operation,
     header: &[String],
-    cols: &[Column],
     id_col: Option<usize>,
-    row: &[String],
-) -> Result<WriteOp, RowError> {
+    row: &[Cell<'_>],
+) -> Result<String, RowError> {
     if row.len() != header.len() {
         return Err(row_error(
             "INVALID_FIELD",
@@ -1687,17 +1734,80 @@ fn build_op(
     let id = id_col
         .map(|c| row[c].trim().to_string())
         .unwrap_or_default();
-    match job.operation {
-        Operation::Delete => return Ok(WriteOp::Delete { id }),
-        Operation::HardDelete => return Ok(WriteOp::HardDelete { id }),
-        _ => {}
-    }
-    if job.operation == Operation::Insert && !id.is_empty() {
+    if op == Operation::Insert && !id.is_empty() {
         return Err(row_error(
             "INVALID_FIELD_FOR_INSERT_UPDATE",
             "cannot specify Id in an insert call",
             &["Id"],
         ));
+    }
+    Ok(id)
+}
+
+/// The Bulk layer's deserialization of a typed cell (§6.6): a value the field type cannot hold
+/// fails the row with `INVALID_FIELD` before the DML.
+fn check_typed(def: &ObjectDef, f: usize, c: usize, cell: &str) -> Result<(), RowError> {
+    let fd = &def.fields[f];
+    if typed(fd.ty)
+        && !cell.is_empty()
+        && cell != "#N/A"
+        && let Err(e) = parse_text_value(fd, cell)
+        && e.code == "INVALID_TYPE_ON_FIELD_IN_RECORD"
+    {
+        return Err(row_error(
+            "INVALID_FIELD",
+            format!(
+                "Failed to deserialize field at col {c}. Due to, '{cell}' is not a valid value for the type {}",
+                fd.ty.soap()
+            ),
+            &[fd.name.as_str()],
+        ));
+    }
+    Ok(())
+}
+
+/// The cells of one insert row for [`Store::insert_cells`](crate::store::Store::insert_cells)
+/// (the fast path of [`build_op`] for inserts without relationship columns; same checks).
+fn insert_cells<'r>(
+    def: &ObjectDef,
+    header: &[String],
+    cols: &[Column],
+    id_col: Option<usize>,
+    row: &'r [Cell<'_>],
+) -> Result<Vec<(usize, CellInput<'r>)>, RowError> {
+    check_shape(Operation::Insert, header, id_col, row)?;
+    let mut cells = Vec::with_capacity(cols.len());
+    for (c, (col, cell)) in cols.iter().zip(row).enumerate() {
+        if let Column::Field(f) = col {
+            check_typed(def, *f, c, cell)?;
+            cells.push((
+                *f,
+                if cell == "#N/A" {
+                    CellInput::Null
+                } else {
+                    CellInput::Text(cell.as_ref())
+                },
+            ));
+        }
+    }
+    Ok(cells)
+}
+
+/// Builds the store operation of one CSV row (§6.6 value rules).
+fn build_op(
+    job: &IngestJob,
+    def: &ObjectDef,
+    snap: Option<&Snapshot>,
+    header: &[String],
+    cols: &[Column],
+    id_col: Option<usize>,
+    row: &[Cell<'_>],
+) -> Result<WriteOp, RowError> {
+    let id = check_shape(job.operation, header, id_col, row)?;
+    match job.operation {
+        Operation::Delete => return Ok(WriteOp::Delete { id }),
+        Operation::HardDelete => return Ok(WriteOp::HardDelete { id }),
+        _ => {}
     }
     let mut values: FieldValues = Vec::with_capacity(cols.len());
     for (c, (col, cell)) in cols.iter().zip(row).enumerate() {
@@ -1708,26 +1818,12 @@ fn build_op(
                 if fd.name == "Id" && job.operation == Operation::Update {
                     continue;
                 }
+                check_typed(def, *f, c, cell)?;
                 let input = if cell == "#N/A" {
                     FieldInput::Null
                 } else {
-                    FieldInput::Text(cell.clone())
+                    FieldInput::Text(cell.to_string())
                 };
-                if typed(fd.ty)
-                    && !cell.is_empty()
-                    && let FieldInput::Text(_) = input
-                    && let Err(e) = parse_input(fd, &input)
-                    && e.code == "INVALID_TYPE_ON_FIELD_IN_RECORD"
-                {
-                    return Err(row_error(
-                        "INVALID_FIELD",
-                        format!(
-                            "Failed to deserialize field at col {c}. Due to, '{cell}' is not a valid value for the type {}",
-                            fd.ty.soap()
-                        ),
-                        &[fd.name.as_str()],
-                    ));
-                }
                 values.push((fd.name.clone(), input));
             }
             Column::Rel {
@@ -1835,16 +1931,25 @@ fn results(
 ) -> Result<Response, ApiError> {
     ingest_version(state, v)?;
     let job = book.find(id)?;
-    let (st, len, processed) = {
+    let (st, len, processed, outcomes) = {
         let rt = lock(&job.rt);
         let (st, _) = state_of(&rt, now_ms());
         let len = match kind {
-            Kind::Successful => rt.success_len,
             Kind::Failed => rt.failed_len,
-            Kind::Unprocessed => 0,
+            _ => 0,
         };
-        (st, len, rt.processed)
+        let outcomes = match kind {
+            Kind::Successful => rt.outcomes.clone(),
+            _ => Vec::new(),
+        };
+        (st, len, rt.processed, outcomes)
     };
+    let prefix = state
+        .store
+        .schema()
+        .object(&job.object)
+        .map(|d| d.key_prefix.clone())
+        .unwrap_or_default();
     if st == "Open" {
         return Err(invalid_state("Results are not available for an Open Job"));
     }
@@ -1857,7 +1962,8 @@ fn results(
         let mut sink = Sink::new(tx, gzip, None);
         let r = match kind {
             Kind::Unprocessed => produce_unprocessed(&job, processed, &mut sink),
-            _ => produce_results(&job, kind, len, &mut sink),
+            Kind::Successful => produce_successes(&job, &outcomes, &prefix, &mut sink),
+            Kind::Failed => produce_results(&job, kind, len, &mut sink),
         };
         match r {
             Ok(()) => sink.finish(),
@@ -1896,12 +2002,7 @@ fn produce_results(
         sink.send(&mut buf);
         return Ok(());
     }
-    let path = if kind == Kind::Successful {
-        &job.success.0
-    } else {
-        &job.failed.0
-    };
-    let mut r = std::fs::File::open(path)?.take(len);
+    let mut r = std::fs::File::open(&job.failed.0)?.take(len);
     loop {
         buf.resize(CHUNK, 0);
         let n = r.read(&mut buf)?;
@@ -1913,6 +2014,59 @@ fn produce_results(
             return Ok(());
         }
     }
+}
+
+/// Successful results, rendered now from the upload and the recorded outcomes: `sf__Id`,
+/// `sf__Created`, then the row's uploaded cells, for each written row of the processed prefix.
+fn produce_successes(
+    job: &IngestJob,
+    outcomes: &[u64],
+    prefix: &str,
+    sink: &mut Sink,
+) -> Result<(), IngestError> {
+    let (d, eol) = (job.delimiter(), job.eol());
+    let mut buf = Vec::with_capacity(CHUNK + 4096);
+    let header = uploaded_header(job).unwrap_or_default();
+    result_header(&mut buf, "sf__Created", &header, d, eol);
+    if outcomes.iter().all(|&o| o == FAILED_ROW) {
+        sink.send(&mut buf);
+        return Ok(());
+    }
+    let mut rdr = reader(job)?;
+    let mut rec = csv::ByteRecord::new();
+    // The header row.
+    rdr.read_byte_record(&mut rec)?;
+    for &o in outcomes {
+        if !rdr.read_byte_record(&mut rec)? {
+            break;
+        }
+        if o == FAILED_ROW {
+            continue;
+        }
+        csv_quoted(&mut buf, ids::make(prefix, o >> 1).as_bytes());
+        buf.push(d);
+        csv_quoted(
+            &mut buf,
+            if o & 1 == 1 {
+                &b"true"[..]
+            } else {
+                &b"false"[..]
+            },
+        );
+        for c in rec.iter() {
+            buf.push(d);
+            match std::str::from_utf8(c) {
+                Ok(_) => csv_quoted(&mut buf, c),
+                Err(_) => csv_quoted(&mut buf, String::from_utf8_lossy(c).as_bytes()),
+            }
+        }
+        buf.extend_from_slice(eol);
+        if buf.len() >= CHUNK && !sink.send(&mut buf) {
+            return Ok(());
+        }
+    }
+    sink.send(&mut buf);
+    Ok(())
 }
 
 /// Unprocessed records: the uploaded header, then the uploaded rows after the processed prefix.

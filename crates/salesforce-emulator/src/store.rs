@@ -22,11 +22,15 @@ use std::collections::{BTreeSet, HashMap};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-/// A written (inserted, updated or deleted) row: every stored field materialised.
+/// A written (inserted, updated or deleted) row, stored compactly: its non-null field values are
+/// packed into one byte buffer (`[field u16][tag u8][payload]` entries), so a row of a wide
+/// object costs one allocation and a few hundred bytes instead of one [`Value`] per field. Reads
+/// decode the value asked for ([`StoredRow::get`]); writes unpack, change and repack.
 #[derive(Debug, Clone)]
 pub struct StoredRow {
-    /// One value per field of the object (computed fields hold `Null`).
-    pub values: Vec<Value>,
+    packed: Box<[u8]>,
+    /// `base64` values, shared rather than copied (the packed entry holds the index).
+    blobs: Box<[Arc<[u8]>]>,
     /// Soft-deleted (in the recycle bin).
     pub deleted: bool,
     /// Hard-deleted: invisible everywhere.
@@ -37,11 +41,276 @@ pub struct StoredRow {
     pub visible_from: i64,
 }
 
+const TAG_FALSE: u8 = 0;
+const TAG_TRUE: u8 = 1;
+const TAG_INT: u8 = 2;
+const TAG_DOUBLE: u8 = 3;
+const TAG_STR: u8 = 4;
+const TAG_DATE: u8 = 5;
+const TAG_DATETIME: u8 = 6;
+const TAG_TIME: u8 = 7;
+const TAG_BLOB: u8 = 8;
+
+/// Builds the packed form of a row.
+#[derive(Debug, Default)]
+struct Packer {
+    buf: Vec<u8>,
+    blobs: Vec<Arc<[u8]>>,
+}
+
+impl Packer {
+    fn with_capacity(n: usize) -> Packer {
+        Packer {
+            buf: Vec::with_capacity(n),
+            blobs: Vec::new(),
+        }
+    }
+
+    fn head(&mut self, f: usize, tag: u8) {
+        self.buf
+            .extend_from_slice(&u16::try_from(f).unwrap_or(u16::MAX).to_le_bytes());
+        self.buf.push(tag);
+    }
+
+    fn text(&mut self, f: usize, s: &str) {
+        self.head(f, TAG_STR);
+        let n = u32::try_from(s.len()).unwrap_or(u32::MAX);
+        self.buf.extend_from_slice(&n.to_le_bytes());
+        self.buf.extend_from_slice(&s.as_bytes()[..n as usize]);
+    }
+
+    /// Adds field `f` (nulls are not stored).
+    fn value(&mut self, f: usize, v: &Value) {
+        match v {
+            Value::Null => {}
+            Value::Bool(b) => self.head(f, if *b { TAG_TRUE } else { TAG_FALSE }),
+            Value::Int(i) => {
+                self.head(f, TAG_INT);
+                self.buf.extend_from_slice(&i.to_le_bytes());
+            }
+            Value::Double(d) => {
+                self.head(f, TAG_DOUBLE);
+                self.buf.extend_from_slice(&d.to_le_bytes());
+            }
+            Value::Str(s) => self.text(f, s),
+            Value::Lit(s) => self.text(f, s),
+            Value::Date(d) => {
+                self.head(f, TAG_DATE);
+                self.buf.extend_from_slice(&d.to_le_bytes());
+            }
+            Value::DateTime(ms) => {
+                self.head(f, TAG_DATETIME);
+                self.buf.extend_from_slice(&ms.to_le_bytes());
+            }
+            Value::Time(t) => {
+                self.head(f, TAG_TIME);
+                self.buf.extend_from_slice(&t.to_le_bytes());
+            }
+            Value::Blob(b) => {
+                self.head(f, TAG_BLOB);
+                let i = u32::try_from(self.blobs.len()).unwrap_or(u32::MAX);
+                self.buf.extend_from_slice(&i.to_le_bytes());
+                self.blobs.push(b.clone());
+            }
+        }
+    }
+
+    fn parsed(&mut self, f: usize, v: &Parsed<'_>) {
+        match v {
+            Parsed::Text(s) => self.text(f, s),
+            Parsed::Value(v) => self.value(f, v),
+        }
+    }
+
+    fn finish(self, draft: RowFlags) -> StoredRow {
+        StoredRow {
+            packed: self.buf.into_boxed_slice(),
+            blobs: self.blobs.into_boxed_slice(),
+            deleted: draft.deleted,
+            purged: draft.purged,
+            deleted_at: draft.deleted_at,
+            visible_from: draft.visible_from,
+        }
+    }
+}
+
+/// The flags of a row, beside its values.
+#[derive(Debug, Clone, Copy)]
+struct RowFlags {
+    deleted: bool,
+    purged: bool,
+    deleted_at: Option<i64>,
+    visible_from: i64,
+}
+
+fn read<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+    let mut out = [0u8; N];
+    if let Some(s) = b.get(at..at + N) {
+        out.copy_from_slice(s);
+    }
+    out
+}
+
+impl StoredRow {
+    /// Walks the packed entries: `(field, tag, payload start, payload end)`.
+    fn entries(&self) -> impl Iterator<Item = (usize, u8, usize, usize)> + '_ {
+        let b = &self.packed;
+        let mut at = 0usize;
+        std::iter::from_fn(move || {
+            if at + 3 > b.len() {
+                return None;
+            }
+            let f = u16::from_le_bytes(read(b, at)) as usize;
+            let tag = b[at + 2];
+            let start = at + 3;
+            let end = match tag {
+                TAG_FALSE | TAG_TRUE => start,
+                TAG_INT | TAG_DOUBLE | TAG_DATETIME => start + 8,
+                TAG_DATE | TAG_TIME | TAG_BLOB => start + 4,
+                _ => start + 4 + u32::from_le_bytes(read(b, start)) as usize,
+            };
+            at = end;
+            Some((f, tag, start, end))
+        })
+    }
+
+    fn decode(&self, tag: u8, start: usize, end: usize) -> Value {
+        let b = &self.packed;
+        match tag {
+            TAG_FALSE => Value::Bool(false),
+            TAG_TRUE => Value::Bool(true),
+            TAG_INT => Value::Int(i64::from_le_bytes(read(b, start))),
+            TAG_DOUBLE => Value::Double(f64::from_le_bytes(read(b, start))),
+            TAG_DATE => Value::Date(i32::from_le_bytes(read(b, start))),
+            TAG_DATETIME => Value::DateTime(i64::from_le_bytes(read(b, start))),
+            TAG_TIME => Value::Time(u32::from_le_bytes(read(b, start))),
+            TAG_BLOB => {
+                let i = u32::from_le_bytes(read(b, start)) as usize;
+                self.blobs
+                    .get(i)
+                    .map(|x| Value::Blob(x.clone()))
+                    .unwrap_or(Value::Null)
+            }
+            _ => Value::Str(String::from_utf8_lossy(&b[start + 4..end]).into_owned()),
+        }
+    }
+
+    /// The value of field `f` (`Null` when not stored).
+    pub fn get(&self, f: usize) -> Value {
+        self.entries()
+            .find(|e| e.0 == f)
+            .map(|(_, tag, s, e)| self.decode(tag, s, e))
+            .unwrap_or(Value::Null)
+    }
+
+    /// The datetime in field `f` (0 when it holds none), without decoding anything else.
+    fn datetime(&self, f: usize) -> i64 {
+        match self.entries().find(|e| e.0 == f) {
+            Some((_, TAG_DATETIME, s, _)) => i64::from_le_bytes(read(&self.packed, s)),
+            _ => 0,
+        }
+    }
+
+    /// The text in field `f`, if it holds text (borrowed: no allocation).
+    fn text(&self, f: usize) -> Option<&str> {
+        match self.entries().find(|e| e.0 == f) {
+            Some((_, TAG_STR, s, e)) => std::str::from_utf8(&self.packed[s + 4..e]).ok(),
+            _ => None,
+        }
+    }
+
+    /// Every field of an object with `n` fields, unpacked for a write.
+    fn unpack(&self, n: usize) -> Draft {
+        let mut values = vec![Value::Null; n];
+        for (f, tag, s, e) in self.entries() {
+            if let Some(slot) = values.get_mut(f) {
+                *slot = self.decode(tag, s, e);
+            }
+        }
+        Draft {
+            values,
+            flags: self.flags(),
+        }
+    }
+
+    fn flags(&self) -> RowFlags {
+        RowFlags {
+            deleted: self.deleted,
+            purged: self.purged,
+            deleted_at: self.deleted_at,
+            visible_from: self.visible_from,
+        }
+    }
+}
+
+/// A row being written: every stored field materialised.
+#[derive(Debug, Clone)]
+struct Draft {
+    values: Vec<Value>,
+    flags: RowFlags,
+}
+
+impl Draft {
+    fn pack(&self) -> StoredRow {
+        let mut p = Packer::with_capacity(256);
+        for (f, v) in self.values.iter().enumerate() {
+            p.value(f, v);
+        }
+        p.finish(self.flags)
+    }
+}
+
+/// A parsed input value: text stays borrowed from the input until it is packed.
+#[derive(Debug, Clone)]
+enum Parsed<'a> {
+    Text(&'a str),
+    Value(Value),
+}
+
+impl Parsed<'_> {
+    fn is_null(&self) -> bool {
+        matches!(self, Parsed::Value(Value::Null))
+    }
+
+    fn into_value(self) -> Value {
+        match self {
+            Parsed::Text(s) => Value::Str(s.to_string()),
+            Parsed::Value(v) => v,
+        }
+    }
+}
+
+/// Hashes row indexes (`u64` keys) with one multiplication: indexes are dense and not chosen by
+/// clients, so no DoS-resistant hash is needed, and a million-row overlay hashes much faster.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct IndexHasher(u64);
+
+impl std::hash::Hasher for IndexHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Fibonacci hashing: the high bits (hashbrown's tag) and the low bits both vary.
+        let h = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        self.0 = h ^ (h >> 32);
+    }
+}
+
+/// Row index → written row.
+pub type RowMap = HashMap<u64, Arc<StoredRow>, std::hash::BuildHasherDefault<IndexHasher>>;
+
 /// Written rows of one object.
 #[derive(Debug, Clone, Default)]
 pub struct Overlay {
     /// Row index → written row.
-    pub rows: HashMap<u64, Arc<StoredRow>>,
+    pub rows: RowMap,
     /// (stamp, index) of every written row, for stamp-ordered scans.
     pub by_stamp: BTreeSet<(i64, u64)>,
     /// Next index for inserted rows.
@@ -172,7 +441,7 @@ impl<'a> RowRef<'a> {
             return Value::Null;
         }
         match self.stored {
-            Some(s) => s.values.get(f).cloned().unwrap_or(Value::Null),
+            Some(s) => s.get(f),
             None => self
                 .snap
                 .generator
@@ -222,10 +491,7 @@ impl<'a> RowRef<'a> {
     pub fn stamp(&self) -> i64 {
         let def = &self.snap.schema.objects[self.obj];
         match self.stored {
-            Some(s) => match s.values.get(def.stamp) {
-                Some(Value::DateTime(ms)) => *ms,
-                _ => 0,
-            },
+            Some(s) => s.datetime(def.stamp),
             None => self.snap.generator.stamp(self.obj, self.idx),
         }
     }
@@ -349,6 +615,10 @@ impl fmt::Display for RowError {
     }
 }
 
+/// Outcome of one [`WriteOp`] by row index ([`Store::apply_at`]): the written row's index and
+/// whether it was created, or why it failed.
+pub type IndexedOutcome = Result<(u64, bool), RowError>;
+
 /// Outcome of one [`WriteOp`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RowOutcome {
@@ -455,13 +725,44 @@ impl Store {
         ops: &[WriteOp],
         opts: &WriteOptions,
     ) -> Result<Vec<RowOutcome>, StoreError> {
-        let obj = self
-            .schema
+        let obj = self.object_index(object)?;
+        let prefix = self.schema.objects[obj].key_prefix.clone();
+        Ok(self
+            .apply_at(obj, ops, opts)?
+            .into_iter()
+            .map(|r| match r {
+                Ok((idx, created)) => RowOutcome::Ok {
+                    id: ids::make(&prefix, idx),
+                    created,
+                },
+                Err(e) => RowOutcome::Err(e),
+            })
+            .collect())
+    }
+
+    fn object_index(&self, object: &str) -> Result<usize, StoreError> {
+        self.schema
             .index(object)
             .ok_or_else(|| StoreError::UnknownObject {
                 object: object.to_string(),
+            })
+    }
+
+    /// [`Store::apply`] on the object with schema index `obj`, reporting each written row by its
+    /// row index (its id is `ids::make(key_prefix, index)`) and whether it was created.
+    pub fn apply_at(
+        &self,
+        obj: usize,
+        ops: &[WriteOp],
+        opts: &WriteOptions,
+    ) -> Result<Vec<IndexedOutcome>, StoreError> {
+        let def = self
+            .schema
+            .objects
+            .get(obj)
+            .ok_or_else(|| StoreError::UnknownObject {
+                object: format!("#{obj}"),
             })?;
-        let def = &self.schema.objects[obj];
         for op in ops {
             let (allowed, name) = match op {
                 WriteOp::Insert(_) => (def.createable, "insert"),
@@ -477,13 +778,47 @@ impl Store {
                 });
             }
         }
+        Ok(self.write(obj, opts, |w| ops.iter().map(|op| w.op(op)).collect()))
+    }
+
+    /// Inserts rows given as `(field index, cell)` pairs, the Bulk ingest fast path: same rules,
+    /// outcomes and error messages as [`WriteOp::Insert`] with the fields named, without building
+    /// names or owned strings per cell. Returns each row's new row index, or why it failed.
+    pub fn insert_cells(
+        &self,
+        obj: usize,
+        rows: &[Vec<(usize, CellInput<'_>)>],
+        opts: &WriteOptions,
+    ) -> Result<Vec<Result<u64, RowError>>, StoreError> {
+        let def = self
+            .schema
+            .objects
+            .get(obj)
+            .ok_or_else(|| StoreError::UnknownObject {
+                object: format!("#{obj}"),
+            })?;
+        if !def.createable {
+            return Err(StoreError::NotWritable {
+                object: def.name.clone(),
+                operation: "insert",
+            });
+        }
+        Ok(self.write(obj, opts, |w| {
+            rows.iter()
+                .map(|row| w.insert(row.iter().map(|(f, c)| (Key::Index(*f), c.input()))))
+                .collect()
+        }))
+    }
+
+    /// Runs `f` with a writer on object `obj` under the write lock, then appends the field history
+    /// it recorded.
+    fn write<T>(&self, obj: usize, opts: &WriteOptions, f: impl FnOnce(&mut Writer<'_>) -> T) -> T {
         let mut data = match self.data.write() {
             Ok(d) => d,
             Err(p) => p.into_inner(),
         };
-        let mut history: Vec<(String, String, Value, Value, String)> = Vec::new();
-        let mut out = Vec::with_capacity(ops.len());
-        {
+        let mut history: Vec<HistoryEntry> = Vec::new();
+        let out = {
             let mut w = Writer {
                 schema: &self.schema,
                 generator: &self.generator,
@@ -491,18 +826,14 @@ impl Store {
                 od: &mut data[obj],
                 opts,
                 history: &mut history,
+                required: None,
             };
-            for op in ops {
-                out.push(match w.op(op) {
-                    Ok((id, created)) => RowOutcome::Ok { id, created },
-                    Err(e) => RowOutcome::Err(e),
-                });
-            }
-        }
+            f(&mut w)
+        };
         if !history.is_empty() {
             self.append_history(&mut data, obj, history, opts);
         }
-        Ok(out)
+        out
     }
 
     /// Appends field-history rows (§4.6) for changes of tracked fields.
@@ -510,10 +841,11 @@ impl Store {
         &self,
         data: &mut [ObjData],
         obj: usize,
-        entries: Vec<(String, String, Value, Value, String)>,
+        entries: Vec<HistoryEntry>,
         opts: &WriteOptions,
     ) {
-        let name = &self.schema.objects[obj].name;
+        let parent_def = &self.schema.objects[obj];
+        let name = &parent_def.name;
         let hist_name = match name.strip_suffix("__c") {
             Some(base) => format!("{base}__History"),
             None => format!("{name}History"),
@@ -525,39 +857,52 @@ impl Store {
         let now = opts.now_ms - opts.now_ms.rem_euclid(1000);
         let od = &mut data[hi];
         let ov = Arc::make_mut(&mut od.overlay);
-        for (parent_id, field, old, new, dtype) in entries {
+        ov.rows.reserve(entries.len());
+        for e in entries {
             let idx = ov.next_idx;
             ov.next_idx += 1;
-            let mut values = vec![Value::Null; hdef.fields.len()];
+            let parent_id = ids::make(&parent_def.key_prefix, e.parent);
+            let mut p = Packer::with_capacity(160);
             for (k, f) in hdef.fields.iter().enumerate() {
-                values[k] = match (&f.source, f.name.as_str()) {
-                    (Source::Id, _) => Value::str(ids::make(&hdef.key_prefix, idx)),
-                    (Source::IsDeleted, _) => Value::Bool(false),
-                    (Source::Stamp | Source::CreatedDate, _) => Value::DateTime(now),
-                    (Source::UserRef, _) => Value::str(opts.user_id.as_str()),
-                    (_, "Field") => Value::str(field.as_str()),
-                    (_, "DataType") => Value::str(dtype.as_str()),
-                    (_, "OldValue") => old.clone(),
-                    (_, "NewValue") => new.clone(),
+                match (&f.source, f.name.as_str()) {
+                    (Source::Id, _) => p.text(k, &ids::make(&hdef.key_prefix, idx)),
+                    (Source::IsDeleted, _) => p.value(k, &Value::Bool(false)),
+                    (Source::Stamp | Source::CreatedDate, _) => p.value(k, &Value::DateTime(now)),
+                    (Source::UserRef, _) => p.text(k, &opts.user_id),
+                    (_, "Field") => p.text(k, &e.field),
+                    (_, "DataType") => p.text(k, e.dtype),
+                    (_, "OldValue") => p.value(k, &e.old),
+                    (_, "NewValue") => p.value(k, &e.new),
                     (_, n) if f.ty == FieldType::Reference && n.ends_with("Id") => {
-                        Value::str(parent_id.as_str())
+                        p.text(k, &parent_id)
                     }
-                    _ => Value::Null,
-                };
+                    _ => {}
+                }
             }
             ov.by_stamp.insert((now, idx));
             ov.rows.insert(
                 idx,
-                Arc::new(StoredRow {
-                    values,
+                Arc::new(p.finish(RowFlags {
                     deleted: false,
                     purged: false,
                     deleted_at: None,
                     visible_from: now,
-                }),
+                })),
             );
         }
     }
+}
+
+/// One field-history row to append (§4.6).
+#[derive(Debug)]
+struct HistoryEntry {
+    /// Row index of the changed record.
+    parent: u64,
+    /// Field name, or `created`.
+    field: std::borrow::Cow<'static, str>,
+    old: Value,
+    new: Value,
+    dtype: &'static str,
 }
 
 /// Fields whose changes are recorded in the history object.
@@ -568,13 +913,62 @@ fn tracked(field: &str) -> bool {
     )
 }
 
+/// A cell of a Bulk insert row ([`Store::insert_cells`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CellInput<'a> {
+    /// Text as uploaded (empty: leave the field unset).
+    Text(&'a str),
+    /// `#N/A`: set the field to null.
+    Null,
+}
+
+impl<'a> CellInput<'a> {
+    fn input(self) -> Input<'a> {
+        match self {
+            CellInput::Text(s) => Input::Text(s),
+            CellInput::Null => Input::Null,
+        }
+    }
+}
+
+/// A borrowed [`FieldInput`].
+#[derive(Debug, Clone, Copy)]
+enum Input<'a> {
+    Text(&'a str),
+    Json(&'a serde_json::Value),
+    Null,
+}
+
+impl<'a> From<&'a FieldInput> for Input<'a> {
+    fn from(f: &'a FieldInput) -> Input<'a> {
+        match f {
+            FieldInput::Text(s) => Input::Text(s),
+            FieldInput::Json(j) => Input::Json(j),
+            FieldInput::Null => Input::Null,
+        }
+    }
+}
+
+/// How an input names its field.
+#[derive(Debug, Clone, Copy)]
+enum Key<'a> {
+    Name(&'a str),
+    Index(usize),
+}
+
+fn named(values: &FieldValues) -> impl Iterator<Item = (Key<'_>, Input<'_>)> + Clone {
+    values.iter().map(|(n, v)| (Key::Name(n), Input::from(v)))
+}
+
 struct Writer<'a> {
     schema: &'a Schema,
     generator: &'a GenCtx,
     obj: usize,
     od: &'a mut ObjData,
     opts: &'a WriteOptions,
-    history: &'a mut Vec<(String, String, Value, Value, String)>,
+    history: &'a mut Vec<HistoryEntry>,
+    /// Fields an insert must be given (computed on first use).
+    required: Option<Vec<usize>>,
 }
 
 impl<'a> Writer<'a> {
@@ -587,14 +981,14 @@ impl<'a> Writer<'a> {
     }
 
     /// The current row `idx` with all stored fields materialised.
-    fn current(&self, idx: u64) -> Option<StoredRow> {
+    fn current(&self, idx: u64) -> Option<Draft> {
+        let def = self.def();
         if let Some(r) = self.od.overlay.rows.get(&idx) {
-            return Some(r.as_ref().clone());
+            return Some(r.unpack(def.fields.len()));
         }
         if idx >= self.od.base_rows {
             return None;
         }
-        let def = self.def();
         let values = (0..def.fields.len())
             .map(|f| {
                 if def.fields[f].is_computed() {
@@ -608,41 +1002,63 @@ impl<'a> Writer<'a> {
             })
             .collect();
         let deleted = self.generator.deleted(def, self.obj, idx);
-        Some(StoredRow {
+        Some(Draft {
             values,
-            deleted,
-            purged: false,
-            deleted_at: deleted.then(|| self.generator.stamp(self.obj, idx)),
-            visible_from: i64::MIN,
+            flags: RowFlags {
+                deleted,
+                purged: false,
+                deleted_at: deleted.then(|| self.generator.stamp(self.obj, idx)),
+                visible_from: i64::MIN,
+            },
         })
     }
 
-    fn put(&mut self, idx: u64, row: StoredRow) {
+    /// Whether row `idx` exists and is not purged, and the text of its field `f` matches `key`
+    /// (case-insensitively), without materialising the row.
+    fn text_matches(&self, idx: u64, f: usize, key: &str) -> bool {
+        if let Some(r) = self.od.overlay.rows.get(&idx) {
+            return !r.purged && r.text(f).is_some_and(|v| v.eq_ignore_ascii_case(key));
+        }
+        idx < self.od.base_rows
+            && self
+                .generator
+                .value(self.schema, self.obj, f, idx)
+                .as_str()
+                .is_some_and(|v| v.eq_ignore_ascii_case(key))
+    }
+
+    fn put(&mut self, idx: u64, row: StoredRow, unique: &[(usize, &str)]) {
         let def = &self.schema.objects[self.obj];
-        let new_stamp = match row.values.get(def.stamp) {
-            Some(Value::DateTime(ms)) => *ms,
-            _ => 0,
-        };
-        let old_stamp = match self.od.overlay.rows.get(&idx) {
-            Some(r) => match r.values.get(def.stamp) {
-                Some(Value::DateTime(ms)) => Some(*ms),
-                _ => Some(0),
-            },
-            None => None,
-        };
+        let new_stamp = row.datetime(def.stamp);
+        let old_stamp = self
+            .od
+            .overlay
+            .rows
+            .get(&idx)
+            .map(|r| r.datetime(def.stamp));
         let ov = Arc::make_mut(&mut self.od.overlay);
         if let Some(old) = old_stamp {
             ov.by_stamp.remove(&(old, idx));
         }
-        for (f, fd) in def.fields.iter().enumerate() {
-            if fd.unique
-                && let Some(s) = row.values[f].as_str()
-            {
-                ov.unique.insert((f, s.to_ascii_lowercase()), idx);
-            }
+        for (f, s) in unique {
+            ov.unique.insert((*f, s.to_ascii_lowercase()), idx);
         }
         ov.by_stamp.insert((new_stamp, idx));
         ov.rows.insert(idx, Arc::new(row));
+    }
+
+    /// Stores a written draft (indexing its unique fields).
+    fn put_draft(&mut self, idx: u64, row: &Draft) {
+        let def = self.def();
+        let unique: Vec<(usize, &str)> = def
+            .fields
+            .iter()
+            .enumerate()
+            .filter(|(_, fd)| fd.unique)
+            .filter_map(|(f, _)| Some((f, row.values[f].as_str()?)))
+            .collect();
+        let packed = row.pack();
+        self.put(idx, packed, &unique);
     }
 
     fn id_of(&self, id: &str) -> Result<u64, RowError> {
@@ -663,10 +1079,10 @@ impl<'a> Writer<'a> {
         })
     }
 
-    fn existing(&self, id: &str) -> Result<(u64, StoredRow), RowError> {
+    fn existing(&self, id: &str) -> Result<(u64, Draft), RowError> {
         let idx = self.id_of(id)?;
         match self.current(idx) {
-            Some(r) if !r.purged => Ok((idx, r)),
+            Some(r) if !r.flags.purged => Ok((idx, r)),
             _ => Err(RowError::new(
                 "INVALID_CROSS_REFERENCE_KEY",
                 "invalid cross reference id",
@@ -675,12 +1091,9 @@ impl<'a> Writer<'a> {
         }
     }
 
-    fn op(&mut self, op: &WriteOp) -> Result<(String, bool), RowError> {
-        let prefix = self.def().key_prefix.clone();
+    fn op(&mut self, op: &WriteOp) -> Result<(u64, bool), RowError> {
         match op {
-            WriteOp::Insert(values) => self
-                .insert(values)
-                .map(|idx| (ids::make(&prefix, idx), true)),
+            WriteOp::Insert(values) => self.insert(named(values)).map(|idx| (idx, true)),
             WriteOp::Update { id, values } => {
                 if id.is_empty() {
                     return Err(RowError::new(
@@ -690,11 +1103,11 @@ impl<'a> Writer<'a> {
                     ));
                 }
                 let (idx, row) = self.existing(id)?;
-                if row.deleted {
+                if row.flags.deleted {
                     return Err(RowError::new("ENTITY_IS_DELETED", "entity is deleted", &[]));
                 }
                 self.update(idx, row, values)?;
-                Ok((ids::make(&prefix, idx), false))
+                Ok((idx, false))
             }
             WriteOp::Upsert { key_field, values } => {
                 let def = self.def();
@@ -759,65 +1172,63 @@ impl<'a> Writer<'a> {
                             .cloned()
                             .collect();
                         self.update(idx, row, &rest)?;
-                        Ok((ids::make(&prefix, idx), false))
+                        Ok((idx, false))
                     }
-                    None => self
-                        .insert(values)
-                        .map(|idx| (ids::make(&prefix, idx), true)),
+                    None => self.insert(named(values)).map(|idx| (idx, true)),
                 }
             }
             WriteOp::Delete { id } => {
                 let (idx, mut row) = self.existing(id)?;
-                if row.deleted {
+                if row.flags.deleted {
                     return Err(RowError::new("ENTITY_IS_DELETED", "entity is deleted", &[]));
                 }
-                row.deleted = true;
-                row.deleted_at = Some(self.now());
+                row.flags.deleted = true;
+                row.flags.deleted_at = Some(self.now());
                 self.set_bool(&mut row, "IsDeleted", true);
                 if self.opts.bump_stamp_on_delete {
                     self.touch(&mut row);
                 }
-                self.put(idx, row);
-                Ok((ids::make(&prefix, idx), false))
+                self.put_draft(idx, &row);
+                Ok((idx, false))
             }
             WriteOp::HardDelete { id } => {
                 let (idx, mut row) = self.existing(id)?;
-                row.purged = true;
-                row.deleted = true;
-                row.deleted_at = Some(self.now());
+                row.flags.purged = true;
+                row.flags.deleted = true;
+                row.flags.deleted_at = Some(self.now());
                 self.set_bool(&mut row, "IsDeleted", true);
-                self.put(idx, row);
-                Ok((ids::make(&prefix, idx), false))
+                self.put_draft(idx, &row);
+                Ok((idx, false))
             }
             WriteOp::Undelete { id } => {
                 let (idx, mut row) = self.existing(id)?;
-                if !row.deleted {
+                if !row.flags.deleted {
                     return Err(RowError::new(
                         "UNDELETE_FAILED",
                         "Entity is not in the recycle bin",
                         &[],
                     ));
                 }
-                row.deleted = false;
-                row.deleted_at = None;
+                row.flags.deleted = false;
+                row.flags.deleted_at = None;
                 self.set_bool(&mut row, "IsDeleted", false);
                 if self.opts.bump_stamp_on_delete {
                     self.touch(&mut row);
                 }
-                self.put(idx, row);
-                Ok((ids::make(&prefix, idx), false))
+                self.put_draft(idx, &row);
+                Ok((idx, false))
             }
         }
     }
 
-    fn set_bool(&self, row: &mut StoredRow, name: &str, v: bool) {
+    fn set_bool(&self, row: &mut Draft, name: &str, v: bool) {
         if let Some(f) = self.def().index(name) {
             row.values[f] = Value::Bool(v);
         }
     }
 
     /// Stamps the row as modified now by the API user (§4.4).
-    fn touch(&self, row: &mut StoredRow) {
+    fn touch(&self, row: &mut Draft) {
         let def = self.def();
         let now = Value::DateTime(self.now());
         for name in ["SystemModstamp", "LastModifiedDate"] {
@@ -828,52 +1239,53 @@ impl<'a> Writer<'a> {
         if let Some(f) = def.index("LastModifiedById") {
             row.values[f] = Value::str(self.opts.user_id.as_str());
         }
-        row.visible_from = self.opts.now_ms + self.opts.visible_after_ms;
+        row.flags.visible_from = self.opts.now_ms + self.opts.visible_after_ms;
     }
 
     fn lookup_unique(&self, field: usize, key: &str) -> Option<u64> {
-        self.od.unique_match(field, key, |idx| {
-            self.current(idx).is_some_and(|r| {
-                !r.purged
-                    && r.values[field]
-                        .as_str()
-                        .is_some_and(|v| v.eq_ignore_ascii_case(key))
-            })
-        })
+        self.od
+            .unique_match(field, key, |idx| self.text_matches(idx, field, key))
     }
 
-    fn insert(&mut self, values: &FieldValues) -> Result<u64, RowError> {
-        let def = self.def();
-        let mut row = StoredRow {
-            values: vec![Value::Null; def.fields.len()],
-            deleted: false,
-            purged: false,
-            deleted_at: None,
-            visible_from: i64::MIN,
-        };
-        let parsed = self.parse_values(values, true)?;
-        let given: Vec<usize> = parsed.iter().map(|(f, _)| *f).collect();
-        let missing: Vec<&str> = def
+    /// Fields an insert must be given: not nillable, createable, not defaulted, not a checkbox
+    /// (computed once per writer; hand it back with `self.required = Some(..)`).
+    fn take_required(&mut self) -> Vec<usize> {
+        if let Some(r) = self.required.take() {
+            return r;
+        }
+        self.def()
             .fields
             .iter()
             .enumerate()
-            .filter(|(f, fd)| {
+            .filter(|(_, fd)| {
                 !fd.nillable
                     && fd.createable
                     && !fd.defaulted_on_create
                     && fd.ty != FieldType::Boolean
-                    && !given.contains(f)
             })
-            .map(|(_, fd)| fd.name.as_str())
-            .collect();
-        let nulls: Vec<&str> = parsed
+            .map(|(f, _)| f)
+            .collect()
+    }
+
+    fn insert<'v>(
+        &mut self,
+        values: impl Iterator<Item = (Key<'v>, Input<'v>)> + Clone,
+    ) -> Result<u64, RowError> {
+        let def = self.def();
+        let parsed = self.parse_values(values, true)?;
+        let required = self.take_required();
+        let missing = required
+            .iter()
+            .filter(|f| !parsed.iter().any(|(g, _)| g == *f))
+            .map(|&f| def.fields[f].name.as_str());
+        let nulls = parsed
             .iter()
             .filter(|(f, v)| {
                 v.is_null() && !def.fields[*f].nillable && def.fields[*f].ty != FieldType::Boolean
             })
-            .map(|(f, _)| def.fields[*f].name.as_str())
-            .collect();
-        let missing: Vec<&str> = missing.into_iter().chain(nulls).collect();
+            .map(|(f, _)| def.fields[*f].name.as_str());
+        let missing: Vec<&str> = missing.chain(nulls).collect();
+        self.required = Some(required);
         if !missing.is_empty() {
             return Err(RowError::new(
                 "REQUIRED_FIELD_MISSING",
@@ -883,48 +1295,90 @@ impl<'a> Writer<'a> {
         }
         let idx = self.od.overlay.next_idx;
         let now = self.now();
+        // System values first, then the given ones; the last value of a field wins.
+        let mut row: Vec<(usize, Parsed<'_>)> = Vec::with_capacity(parsed.len() + 12);
         for (f, fd) in def.fields.iter().enumerate() {
-            row.values[f] = match &fd.source {
-                Source::Id => Value::str(ids::make(&def.key_prefix, idx)),
+            let v = match &fd.source {
+                Source::Id => Value::Str(ids::make(&def.key_prefix, idx)),
                 Source::IsDeleted => Value::Bool(false),
                 Source::Stamp | Source::CreatedDate | Source::LastModifiedDate => {
                     Value::DateTime(now)
                 }
-                Source::UserRef => Value::str(self.opts.user_id.as_str()),
+                Source::UserRef => {
+                    row.push((f, Parsed::Text(self.opts.user_id.as_str())));
+                    continue;
+                }
                 Source::Gen(crate::schema::Gen::Key(p)) if fd.auto_number => {
                     Value::str(format!("{p}-{idx}"))
                 }
                 Source::Gen(_) if fd.ty == FieldType::Boolean => Value::Bool(false),
-                _ => Value::Null,
+                _ => continue,
             };
+            row.push((f, Parsed::Value(v)));
         }
-        for (f, v) in parsed {
-            row.values[f] = v;
+        row.extend(parsed);
+        // Stable: for a field given twice the later entry stays last.
+        row.sort_by_key(|(f, _)| *f);
+        let mut k = 0;
+        while k < row.len() {
+            if k + 1 < row.len() && row[k].0 == row[k + 1].0 {
+                row.remove(k);
+            } else {
+                k += 1;
+            }
         }
-        self.check_unique(&row, None)?;
-        row.visible_from = self.opts.now_ms + self.opts.visible_after_ms;
+        let text_of = |v: &Parsed<'_>| -> Option<String> {
+            match v {
+                Parsed::Text(s) => Some((*s).to_string()),
+                Parsed::Value(v) => v.as_str().map(str::to_string),
+            }
+        };
+        let unique: Vec<(usize, String)> = row
+            .iter()
+            .filter(|(f, _)| def.fields[*f].unique)
+            .filter_map(|(f, v)| Some((*f, text_of(v)?)))
+            .collect();
+        for (f, v) in &unique {
+            if let Some(other) = self.lookup_unique(*f, v) {
+                let fd = &def.fields[*f];
+                return Err(RowError::new(
+                    "DUPLICATE_VALUE",
+                    format!(
+                        "duplicate value found: {} duplicates value on record with id: {}",
+                        fd.name,
+                        ids::make(&def.key_prefix, other)
+                    ),
+                    &[fd.name.as_str()],
+                ));
+            }
+        }
+        let mut p = Packer::with_capacity(256);
+        for (f, v) in &row {
+            p.parsed(*f, v);
+        }
+        let stored = p.finish(RowFlags {
+            deleted: false,
+            purged: false,
+            deleted_at: None,
+            visible_from: self.opts.now_ms + self.opts.visible_after_ms,
+        });
         Arc::make_mut(&mut self.od.overlay).next_idx += 1;
-        let id = ids::make(&def.key_prefix, idx);
         if def.name == "Account" || def.name == "Invoice__c" {
-            self.history.push((
-                id,
-                "created".into(),
-                Value::Null,
-                Value::Null,
-                "Text".into(),
-            ));
+            self.history.push(HistoryEntry {
+                parent: idx,
+                field: "created".into(),
+                old: Value::Null,
+                new: Value::Null,
+                dtype: "Text",
+            });
         }
-        self.put(idx, row);
+        let unique: Vec<(usize, &str)> = unique.iter().map(|(f, s)| (*f, s.as_str())).collect();
+        self.put(idx, stored, &unique);
         Ok(idx)
     }
 
-    fn update(
-        &mut self,
-        idx: u64,
-        mut row: StoredRow,
-        values: &FieldValues,
-    ) -> Result<(), RowError> {
-        let parsed = self.parse_values(values, false)?;
+    fn update(&mut self, idx: u64, mut row: Draft, values: &FieldValues) -> Result<(), RowError> {
+        let parsed = self.parse_values(named(values), false)?;
         let def = self.def();
         let nulls: Vec<&str> = parsed
             .iter()
@@ -940,9 +1394,9 @@ impl<'a> Writer<'a> {
                 &nulls,
             ));
         }
-        let id = ids::make(&def.key_prefix, idx);
         let mut changes = Vec::new();
         for (f, v) in parsed {
+            let v = v.into_value();
             let fd = &def.fields[f];
             if tracked(&fd.name) && row.values[f] != v {
                 let dtype = match fd.ty {
@@ -950,24 +1404,24 @@ impl<'a> Writer<'a> {
                     FieldType::Picklist => "DynamicEnum",
                     _ => "Text",
                 };
-                changes.push((
-                    id.clone(),
-                    fd.name.clone(),
-                    row.values[f].clone(),
-                    v.clone(),
-                    dtype.to_string(),
-                ));
+                changes.push(HistoryEntry {
+                    parent: idx,
+                    field: fd.name.clone().into(),
+                    old: row.values[f].clone(),
+                    new: v.clone(),
+                    dtype,
+                });
             }
             row.values[f] = v;
         }
         self.check_unique(&row, Some(idx))?;
         self.touch(&mut row);
         self.history.extend(changes);
-        self.put(idx, row);
+        self.put_draft(idx, &row);
         Ok(())
     }
 
-    fn check_unique(&self, row: &StoredRow, me: Option<u64>) -> Result<(), RowError> {
+    fn check_unique(&self, row: &Draft, me: Option<u64>) -> Result<(), RowError> {
         for (f, fd) in self.def().fields.iter().enumerate() {
             if !fd.unique {
                 continue;
@@ -992,34 +1446,45 @@ impl<'a> Writer<'a> {
 
     /// Validates and converts input values. Empty text means "leave unchanged" (§6.6) and is
     /// dropped; `FieldInput::Null` sets null.
-    fn parse_values(
+    fn parse_values<'v>(
         &self,
-        values: &FieldValues,
+        values: impl Iterator<Item = (Key<'v>, Input<'v>)>,
         insert: bool,
-    ) -> Result<Vec<(usize, Value)>, RowError> {
+    ) -> Result<Vec<(usize, Parsed<'v>)>, RowError> {
         let def = self.def();
-        let mut out = Vec::with_capacity(values.len());
+        let mut out = Vec::with_capacity(values.size_hint().0);
         let mut read_only = Vec::new();
-        for (name, input) in values {
-            if name.eq_ignore_ascii_case("Id") && !insert {
-                continue;
-            }
-            let Some(f) = def.index(name) else {
-                return Err(RowError::new(
-                    "INVALID_FIELD",
-                    format!("No such column '{name}' on sobject of type {}", def.name),
-                    &[name.as_str()],
-                ));
+        for (key, input) in values {
+            let f = match key {
+                Key::Name(name) => {
+                    if name.eq_ignore_ascii_case("Id") && !insert {
+                        continue;
+                    }
+                    let Some(f) = def.index(name) else {
+                        return Err(RowError::new(
+                            "INVALID_FIELD",
+                            format!("No such column '{name}' on sobject of type {}", def.name),
+                            &[name],
+                        ));
+                    };
+                    f
+                }
+                Key::Index(f) => {
+                    if !insert && def.fields[f].name.eq_ignore_ascii_case("Id") {
+                        continue;
+                    }
+                    f
+                }
             };
             let fd = &def.fields[f];
-            if matches!(input, FieldInput::Text(s) if s.is_empty()) {
+            if matches!(input, Input::Text("")) {
                 continue;
             }
             if (insert && !fd.createable) || (!insert && !fd.updateable) {
                 read_only.push(fd.name.as_str());
                 continue;
             }
-            out.push((f, parse_input(fd, input)?));
+            out.push((f, parse_ref(fd, input)?));
         }
         if !read_only.is_empty() {
             return Err(RowError::new(
@@ -1037,6 +1502,26 @@ impl<'a> Writer<'a> {
 
 /// Converts one input to the field's value type, with Salesforce's per-field error codes.
 pub fn parse_input(fd: &FieldDef, input: &FieldInput) -> Result<Value, RowError> {
+    parse_ref(fd, Input::from(input)).map(Parsed::into_value)
+}
+
+/// Converts one text input to the field's value type (no `Json` / null handling), for the Bulk
+/// layer's deserialization checks.
+pub fn parse_text_value(fd: &FieldDef, text: &str) -> Result<Value, RowError> {
+    parse_text(fd, text).map(Parsed::into_value)
+}
+
+fn parse_ref<'v>(fd: &FieldDef, input: Input<'v>) -> Result<Parsed<'v>, RowError> {
+    match input {
+        Input::Null | Input::Json(serde_json::Value::Null) => Ok(Parsed::Value(Value::Null)),
+        Input::Json(serde_json::Value::String(s)) => parse_text(fd, s),
+        Input::Text(s) => parse_text(fd, s),
+        Input::Json(j) => parse_text(fd, &j.to_string()).map(|p| Parsed::Value(p.into_value())),
+    }
+}
+
+/// Converts one text input to the field's value type; text-like fields stay borrowed.
+fn parse_text<'v>(fd: &FieldDef, text: &'v str) -> Result<Parsed<'v>, RowError> {
     let wrong = |v: &str| {
         RowError::new(
             "INVALID_TYPE_ON_FIELD_IN_RECORD",
@@ -1044,22 +1529,20 @@ pub fn parse_input(fd: &FieldDef, input: &FieldInput) -> Result<Value, RowError>
             &[fd.name.as_str()],
         )
     };
-    let text: String = match input {
-        FieldInput::Null => return Ok(Value::Null),
-        FieldInput::Json(serde_json::Value::Null) => return Ok(Value::Null),
-        FieldInput::Json(serde_json::Value::String(s)) | FieldInput::Text(s) => s.clone(),
-        FieldInput::Json(j) => j.to_string(),
-    };
     use FieldType as T;
-    Ok(match fd.ty {
-        T::Boolean => match text.to_ascii_lowercase().as_str() {
-            "true" | "1" => Value::Bool(true),
-            "false" | "0" => Value::Bool(false),
-            _ => return Err(wrong(&text)),
-        },
-        T::Int => Value::Int(text.trim().parse::<i64>().map_err(|_| wrong(&text))?),
+    Ok(Parsed::Value(match fd.ty {
+        T::Boolean => {
+            if text.eq_ignore_ascii_case("true") || text == "1" {
+                Value::Bool(true)
+            } else if text.eq_ignore_ascii_case("false") || text == "0" {
+                Value::Bool(false)
+            } else {
+                return Err(wrong(text));
+            }
+        }
+        T::Int => Value::Int(text.trim().parse::<i64>().map_err(|_| wrong(text))?),
         T::Double | T::Currency | T::Percent => {
-            let d: f64 = text.trim().parse().map_err(|_| wrong(&text))?;
+            let d: f64 = text.trim().parse().map_err(|_| wrong(text))?;
             let int_digits = fd.precision.saturating_sub(fd.scale);
             if !d.is_finite() || (int_digits > 0 && d.abs() >= 10f64.powi(int_digits as i32)) {
                 return Err(RowError::new(
@@ -1073,18 +1556,18 @@ pub fn parse_input(fd: &FieldDef, input: &FieldInput) -> Result<Value, RowError>
             }
             Value::Double(d)
         }
-        T::Date => Value::Date(value::parse_date(text.trim()).ok_or_else(|| wrong(&text))?),
+        T::Date => Value::Date(value::parse_date(text.trim()).ok_or_else(|| wrong(text))?),
         T::DateTime => {
-            Value::DateTime(value::parse_datetime(text.trim()).ok_or_else(|| wrong(&text))?)
+            Value::DateTime(value::parse_datetime(text.trim()).ok_or_else(|| wrong(text))?)
         }
-        T::Time => Value::Time(value::parse_time(text.trim()).ok_or_else(|| wrong(&text))?),
+        T::Time => Value::Time(value::parse_time(text.trim()).ok_or_else(|| wrong(text))?),
         T::Base64 => Value::Blob(
             base64::engine::general_purpose::STANDARD
                 .decode(text.trim())
                 .map_err(|_| wrong("(base64)"))?
                 .into(),
         ),
-        T::Reference | T::Id => match ids::to18(&text) {
+        T::Reference | T::Id => match ids::to18(text) {
             Some(id) => Value::str(id),
             None => {
                 return Err(RowError::new(
@@ -1094,9 +1577,12 @@ pub fn parse_input(fd: &FieldDef, input: &FieldInput) -> Result<Value, RowError>
                 ));
             }
         },
-        T::Location | T::Address | T::AnyType => return Err(wrong(&text)),
+        T::Location | T::Address | T::AnyType => return Err(wrong(text)),
         _ => {
-            if fd.length > 0 && text.chars().count() > fd.length as usize {
+            if fd.length > 0
+                && text.len() > fd.length as usize
+                && text.chars().count() > fd.length as usize
+            {
                 return Err(RowError::new(
                     "STRING_TOO_LONG",
                     format!(
@@ -1106,10 +1592,7 @@ pub fn parse_input(fd: &FieldDef, input: &FieldInput) -> Result<Value, RowError>
                     &[fd.name.as_str()],
                 ));
             }
-            if fd.ty == T::Picklist
-                && fd.restricted_picklist
-                && !fd.picklist.iter().any(|p| *p == text)
-            {
+            if fd.ty == T::Picklist && fd.restricted_picklist && !fd.picklist.contains(&text) {
                 return Err(RowError::new(
                     "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
                     format!(
@@ -1126,9 +1609,9 @@ pub fn parse_input(fd: &FieldDef, input: &FieldInput) -> Result<Value, RowError>
                     &[fd.name.as_str()],
                 ));
             }
-            Value::str(text)
+            return Ok(Parsed::Text(text));
         }
-    })
+    }))
 }
 
 #[cfg(test)]
