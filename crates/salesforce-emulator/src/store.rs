@@ -15,7 +15,7 @@
 
 use crate::datagen::GenCtx;
 use crate::ids;
-use crate::schema::{FieldDef, FieldType, Formula, Schema, Source};
+use crate::schema::{FieldDef, FieldType, Formula, Gen, Schema, Source, StageAttr, stage_info};
 use crate::value::{self, Value};
 use base64::Engine;
 use std::collections::{BTreeSet, HashMap};
@@ -1240,6 +1240,34 @@ impl<'a> Writer<'a> {
             row.values[f] = Value::str(self.opts.user_id.as_str());
         }
         row.flags.visible_from = self.opts.now_ms + self.opts.visible_after_ms;
+        self.derive_stage(row);
+    }
+
+    /// The standard opportunity stage picklist decides `IsClosed` and `IsWon` (read-only) and a
+    /// default `Probability` (kept when the row has one), on every write as on generated rows.
+    fn derive_stage(&self, row: &mut Draft) {
+        let def = self.def();
+        let Some(stage) = def
+            .index("StageName")
+            .and_then(|f| row.values[f].as_str())
+            .and_then(stage_info)
+        else {
+            return;
+        };
+        let (closed, won, probability) = stage;
+        for (f, fd) in def.fields.iter().enumerate() {
+            let Source::Gen(Gen::Stage(attr)) = &fd.source else {
+                continue;
+            };
+            row.values[f] = match attr {
+                StageAttr::IsClosed => Value::Bool(closed),
+                StageAttr::IsWon => Value::Bool(won),
+                StageAttr::Probability if row.values[f] == Value::Null => {
+                    Value::Double(probability)
+                }
+                StageAttr::Probability => continue,
+            };
+        }
     }
 
     fn lookup_unique(&self, field: usize, key: &str) -> Option<u64> {
@@ -1333,6 +1361,35 @@ impl<'a> Writer<'a> {
                 Parsed::Value(v) => v.as_str().map(str::to_string),
             }
         };
+        // The opportunity stage decides IsClosed / IsWon / a default Probability (as on updates).
+        let stage = def
+            .index("StageName")
+            .and_then(|f| row.binary_search_by_key(&f, |(g, _)| *g).ok())
+            .and_then(|k| text_of(&row[k].1))
+            .and_then(|t| stage_info(&t));
+        if let Some((closed, won, probability)) = stage {
+            for (f, fd) in def.fields.iter().enumerate() {
+                let Source::Gen(Gen::Stage(attr)) = &fd.source else {
+                    continue;
+                };
+                let at = row.binary_search_by_key(&f, |(g, _)| *g);
+                let v = match (attr, at) {
+                    (StageAttr::IsClosed, _) => Value::Bool(closed),
+                    (StageAttr::IsWon, _) => Value::Bool(won),
+                    (StageAttr::Probability, Err(_)) => Value::Double(probability),
+                    (StageAttr::Probability, Ok(k))
+                        if matches!(&row[k].1, Parsed::Value(Value::Null)) =>
+                    {
+                        Value::Double(probability)
+                    }
+                    (StageAttr::Probability, Ok(_)) => continue,
+                };
+                match at {
+                    Ok(k) => row[k].1 = Parsed::Value(v),
+                    Err(k) => row.insert(k, (f, Parsed::Value(v))),
+                }
+            }
+        }
         let unique: Vec<(usize, String)> = row
             .iter()
             .filter(|(f, _)| def.fields[*f].unique)
@@ -1540,7 +1597,7 @@ fn parse_text<'v>(fd: &FieldDef, text: &'v str) -> Result<Parsed<'v>, RowError> 
                 return Err(wrong(text));
             }
         }
-        T::Int => Value::Int(text.trim().parse::<i64>().map_err(|_| wrong(text))?),
+        T::Int | T::Long => Value::Int(text.trim().parse::<i64>().map_err(|_| wrong(text))?),
         T::Double | T::Currency | T::Percent => {
             let d: f64 = text.trim().parse().map_err(|_| wrong(text))?;
             let int_digits = fd.precision.saturating_sub(fd.scale);

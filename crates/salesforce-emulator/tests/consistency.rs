@@ -176,3 +176,44 @@ async fn encrypted_strings_are_masked_unless_the_user_may_view_them() {
         .collect();
     assert_eq!(cells, m);
 }
+
+/// Written opportunities follow their stage as generated ones do: `IsClosed` and `IsWon` come
+/// from `StageName` on every write, `Probability` defaults to the stage's when not given.
+#[tokio::test]
+async fn written_opportunities_follow_their_stage() {
+    let o = org(config(&[("Opportunity", 0)])).await;
+    let made = o
+        .admin(
+            Method::POST,
+            "/records/Opportunity",
+            json!({"records": [{"Name": "Deal", "StageName": "Closed Won", "CloseDate": "2026-11-30"}]}),
+        )
+        .await;
+    let id = made["results"][0]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{made}"))
+        .to_owned();
+    let row = stage_row(&o, &id).await;
+    assert_eq!(
+        (&row["IsClosed"], &row["IsWon"], &row["Probability"]),
+        (&json!(true), &json!(true), &json!(100.0)),
+        "{row}"
+    );
+    o.admin(
+        Method::PATCH,
+        "/records/Opportunity",
+        json!({"records": [{"Id": id, "StageName": "Closed Lost"}]}),
+    )
+    .await;
+    let row = stage_row(&o, &id).await;
+    assert_eq!(
+        (&row["IsClosed"], &row["IsWon"]),
+        (&json!(true), &json!(false)),
+        "{row}"
+    );
+}
+
+async fn stage_row(o: &Org, id: &str) -> serde_json::Value {
+    let soql = format!("SELECT IsClosed, IsWon, Probability FROM Opportunity WHERE Id = '{id}'");
+    o.query(&soql).await.1["records"][0].clone()
+}
