@@ -1659,7 +1659,7 @@ fn parse_text<'v>(fd: &FieldDef, text: &'v str) -> Result<Parsed<'v>, RowError> 
                     &[fd.name.as_str()],
                 ));
             }
-            if fd.ty == T::Email && (!text.contains('@') || text.contains(' ')) {
+            if fd.ty == T::Email && !plausible_email(text) {
                 return Err(RowError::new(
                     "INVALID_EMAIL_ADDRESS",
                     format!("{}: invalid email address: {text}", fd.label),
@@ -1671,8 +1671,41 @@ fn parse_text<'v>(fd: &FieldDef, text: &'v str) -> Result<Parsed<'v>, RowError> 
     }))
 }
 
+/// Salesforce's email check as far as the API shows it (`INVALID_EMAIL_ADDRESS`): one `@`, a
+/// non-empty local part, a domain with a dot that neither starts nor ends it, no white space.
+fn plausible_email(text: &str) -> bool {
+    let Some((local, domain)) = text.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && !domain.contains('@')
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !text.chars().any(char::is_whitespace)
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn email_addresses_are_checked_like_salesforce() {
+        for ok in ["a@b.co", "first.last+tag@example.org", "x_y@sub.domain.io"] {
+            assert!(super::plausible_email(ok), "{ok}");
+        }
+        for bad in [
+            "bad@",
+            "@x.com",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@.com",
+            "a@com.",
+            "plain",
+        ] {
+            assert!(!super::plausible_email(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn store() -> Store {
