@@ -2,7 +2,7 @@
 //! map, everything else through the protocol crate's reader.
 //!
 //! The reader thread reads whatever the pipe holds (up to [`BLOCK`] bytes), handles every
-//! complete line in it and hands the results over as one [`Chunk`], so a slow producer's messages
+//! complete line in it and hands the results over as one chunk (`Vec` of items), so a slow producer's messages
 //! are never held back waiting for more input, and a fast one costs one channel send per block
 //! instead of one per message.
 //!

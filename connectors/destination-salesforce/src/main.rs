@@ -15,7 +15,7 @@
 //! - [`rejects`]: reject files and the stores that keep them (local directory, S3, memory, none);
 //! - [`state`]: states held until every record before them is written or rejected, with
 //!   `destinationStats`;
-//! - [`write`]: the `write` loop tying these together;
+//! - [`write`](mod@write): the `write` loop tying these together;
 //! - [`discover`]: the DESTINATION_CATALOG; `check` is below.
 
 mod batch;

@@ -9,7 +9,7 @@
 //! - [`LocalStore`]: `{directory}/{sync_id}/{stream}/{time}_{part}.{jsonl|csv}`; the default when
 //!   nothing is configured;
 //! - [`S3Store`]: the same layout under `s3://{bucket}/{bucket_path}/`;
-//! - [`MemoryStore`]: for tests;
+//! - `MemoryStore`: for tests (compiled only for them);
 //! - [`DiscardStore`]: `storage_type: None`: counts only (a warning says how many were dropped).
 //!
 //! A state is echoed only after the rejects of the records before it are stored.
