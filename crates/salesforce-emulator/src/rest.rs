@@ -876,6 +876,44 @@ fn err_json(e: &ApiError) -> (StatusCode, Json) {
     (e.status, e.body())
 }
 
+/// The body of a `/composite` or `/composite/batch` request and its subrequest list (`key`), or
+/// the error Salesforce answers: unknown version, a body that is not JSON, no list, more than 25
+/// subrequests (§2.11).
+fn subrequests(
+    state: &EmulatorState,
+    v: &str,
+    body: &Bytes,
+    key: &str,
+    label: &str,
+) -> Result<(Json, Vec<Json>), ApiError> {
+    version(state, v)?;
+    let req: Json = serde_json::from_slice(body).map_err(|e| {
+        ApiError::new(
+            400,
+            "JSON_PARSER_ERROR",
+            format!("Cannot deserialize request: {e}"),
+        )
+    })?;
+    let Some(subs) = req.get(key).and_then(Json::as_array).cloned() else {
+        return Err(ApiError::new(
+            400,
+            "INVALID_INPUT",
+            format!("{key} is required"),
+        ));
+    };
+    if subs.len() > 25 {
+        return Err(ApiError::new(
+            400,
+            "INVALID_INPUT",
+            format!(
+                "{label} request body has {} subrequests. The maximum is 25.",
+                subs.len()
+            ),
+        ));
+    }
+    Ok((req, subs))
+}
+
 /// `POST /composite` (§2.11): ≤ 25 subrequests, ≤ 5 of them queries; the whole request counts as
 /// one API call.
 pub async fn composite(
@@ -884,38 +922,15 @@ pub async fn composite(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = version(&state, &v) {
-        return e.into_response();
-    }
-    let req: Json = match serde_json::from_slice(&body) {
-        Ok(j) => j,
-        Err(e) => {
-            return ApiError::new(
-                400,
-                "JSON_PARSER_ERROR",
-                format!("Cannot deserialize request: {e}"),
-            )
-            .into_response();
-        }
+    let (req, subs) = match subrequests(&state, &v, &body, "compositeRequest", "Composite") {
+        Ok(parsed) => parsed,
+        Err(e) => return e.into_response(),
     };
+    let subs = &subs;
     let all_or_none = req
         .get("allOrNone")
         .and_then(Json::as_bool)
         .unwrap_or(false);
-    let Some(subs) = req.get("compositeRequest").and_then(Json::as_array) else {
-        return ApiError::new(400, "INVALID_INPUT", "compositeRequest is required").into_response();
-    };
-    if subs.len() > 25 {
-        return ApiError::new(
-            400,
-            "INVALID_INPUT",
-            format!(
-                "Composite request body has {} subrequests. The maximum is 25.",
-                subs.len()
-            ),
-        )
-        .into_response();
-    }
     let queries = subs
         .iter()
         .filter(|s| {
@@ -1001,38 +1016,15 @@ pub async fn composite_batch(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(e) = version(&state, &v) {
-        return e.into_response();
-    }
-    let req: Json = match serde_json::from_slice(&body) {
-        Ok(j) => j,
-        Err(e) => {
-            return ApiError::new(
-                400,
-                "JSON_PARSER_ERROR",
-                format!("Cannot deserialize request: {e}"),
-            )
-            .into_response();
-        }
+    let (req, subs) = match subrequests(&state, &v, &body, "batchRequests", "Batch") {
+        Ok(parsed) => parsed,
+        Err(e) => return e.into_response(),
     };
+    let subs = &subs;
     let halt = req
         .get("haltOnError")
         .and_then(Json::as_bool)
         .unwrap_or(false);
-    let Some(subs) = req.get("batchRequests").and_then(Json::as_array) else {
-        return ApiError::new(400, "INVALID_INPUT", "batchRequests is required").into_response();
-    };
-    if subs.len() > 25 {
-        return ApiError::new(
-            400,
-            "INVALID_INPUT",
-            format!(
-                "Batch request body has {} subrequests. The maximum is 25.",
-                subs.len()
-            ),
-        )
-        .into_response();
-    }
     let mut results = Vec::new();
     let mut has_errors = false;
     for s in subs {

@@ -124,3 +124,44 @@ async fn batch_counts_each_subrequest() {
         "BATCH_PROCESSING_HALTED"
     );
 }
+
+/// Both composite resources refuse a body that is not JSON, a body without its subrequest list and
+/// more than 25 subrequests (§2.11), with Salesforce's error codes.
+#[tokio::test]
+async fn composite_bodies_are_checked() {
+    let o = org(config(&[("Account", 1)])).await;
+    let sub = json!({"method": "GET", "url": "/services/data/v62.0/limits", "referenceId": "l"});
+    for (path, key, label) in [
+        ("/composite", "compositeRequest", "Composite"),
+        ("/composite/batch", "batchRequests", "Batch"),
+    ] {
+        let post = |body: reqwest::Body| {
+            o.http
+                .post(o.url(path))
+                .bearer_auth(&o.token)
+                .header("Content-Type", "application/json")
+                .body(body)
+                .send()
+        };
+        let r = post("{not json".into()).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{path}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(error_code(&b), "JSON_PARSER_ERROR", "{path}");
+
+        let r = post("{}".into()).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{path}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(error_code(&b), "INVALID_INPUT", "{path}");
+        assert_eq!(b[0]["message"], format!("{key} is required"), "{path}");
+
+        let many = json!({ key: vec![sub.clone(); 26] });
+        let r = post(many.to_string().into()).await.unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{path}");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!(
+            b[0]["message"],
+            format!("{label} request body has 26 subrequests. The maximum is 25."),
+            "{path}"
+        );
+    }
+}
