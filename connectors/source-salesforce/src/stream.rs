@@ -1526,15 +1526,20 @@ mod chunk_tests {
             .collect()
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn chunked_rest_read_equals_one_query() {
-        let org = salesforce_emulator::spawn(salesforce_emulator::Config {
-            default_rows: 3,
-            rows: [("Account".to_owned(), 150)].into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap();
+    /// A stream of an emulator org, described and planned the way `read` plans it, with a client
+    /// and the read context (default heartbeat).
+    struct Planned {
+        client: Client,
+        plan: StreamPlan,
+        ctx: Ctx,
+    }
+
+    async fn planned(
+        org: &salesforce_emulator::Handle,
+        object: &str,
+        sync_mode: &str,
+        destination_sync_mode: &str,
+    ) -> Planned {
         let raw = json!({"client_id": "emulator-client-id", "client_secret": "emulator-client-secret",
                          "refresh_token": "emulator-refresh-token", "login_url": org.base_url,
                          "start_date": "2015-01-01"});
@@ -1543,13 +1548,12 @@ mod chunk_tests {
             Utc::now(),
         )
         .unwrap();
-        let rotation = Rotation::new(JsonObject::new());
-        let client = build_client(&config, &rotation).unwrap();
-        let describe = client.describe("Account").await.unwrap();
+        let client = build_client(&config, &Rotation::new(JsonObject::new())).unwrap();
+        let describe = client.describe(object).await.unwrap();
         let configured: ConfiguredAirbyteStream = serde_json::from_value(json!({
-            "stream": {"name": "Account", "json_schema": {"type": "object", "properties": {}},
+            "stream": {"name": object, "json_schema": {"type": "object", "properties": {}},
                        "supported_sync_modes": ["full_refresh", "incremental"]},
-            "sync_mode": "incremental", "destination_sync_mode": "append"
+            "sync_mode": sync_mode, "destination_sync_mode": destination_sync_mode
         }))
         .unwrap();
         let plan = plan_stream(&configured, &describe, &config, None, Utc::now()).unwrap();
@@ -1559,6 +1563,19 @@ mod chunk_tests {
             step: config.stream_slice_step,
             heartbeat: HEARTBEAT,
         };
+        Planned { client, plan, ctx }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn chunked_rest_read_equals_one_query() {
+        let org = salesforce_emulator::spawn(salesforce_emulator::Config {
+            default_rows: 3,
+            rows: [("Account".to_owned(), 150)].into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let Planned { plan, ctx, .. } = planned(&org, "Account", "incremental", "append").await;
         let window = plan.incremental.as_ref().map(|i| (i.lower, i.upper));
 
         let read = |chunked: bool| {
@@ -1620,29 +1637,7 @@ mod chunk_tests {
         })
         .await
         .unwrap();
-        let raw = json!({"client_id": "emulator-client-id", "client_secret": "emulator-client-secret",
-                         "refresh_token": "emulator-refresh-token", "login_url": org.base_url,
-                         "start_date": "2015-01-01"});
-        let config = Config::from_raw(
-            RawConfig::from_json(raw.as_object().unwrap()).unwrap(),
-            Utc::now(),
-        )
-        .unwrap();
-        let client = build_client(&config, &Rotation::new(JsonObject::new())).unwrap();
-        let describe = client.describe("Contact").await.unwrap();
-        let configured: ConfiguredAirbyteStream = serde_json::from_value(json!({
-            "stream": {"name": "Contact", "json_schema": {"type": "object", "properties": {}},
-                       "supported_sync_modes": ["full_refresh", "incremental"]},
-            "sync_mode": "incremental", "destination_sync_mode": "append"
-        }))
-        .unwrap();
-        let plan = plan_stream(&configured, &describe, &config, None, Utc::now()).unwrap();
-        let ctx = Ctx {
-            client: client.clone(),
-            preserve_na: false,
-            step: config.stream_slice_step,
-            heartbeat: HEARTBEAT,
-        };
+        let Planned { client, plan, ctx } = planned(&org, "Contact", "incremental", "append").await;
         let soql = plan.soql(Api::Rest);
         let mut position = rest_position(&plan, &soql, plan_window(&plan));
         // The first page, as the batch or a first query would fetch it.
@@ -1715,30 +1710,9 @@ mod chunk_tests {
         };
         emulator.switches.bulk_processing_ms = 1_200;
         let org = salesforce_emulator::spawn(emulator).await.unwrap();
-        let raw = json!({"client_id": "emulator-client-id", "client_secret": "emulator-client-secret",
-                         "refresh_token": "emulator-refresh-token", "login_url": org.base_url,
-                         "start_date": "2015-01-01"});
-        let config = Config::from_raw(
-            RawConfig::from_json(raw.as_object().unwrap()).unwrap(),
-            Utc::now(),
-        )
-        .unwrap();
-        let client = build_client(&config, &Rotation::new(JsonObject::new())).unwrap();
-        let describe = client.describe("Contact").await.unwrap();
-        let configured: ConfiguredAirbyteStream = serde_json::from_value(json!({
-            "stream": {"name": "Contact", "json_schema": {"type": "object", "properties": {}},
-                       "supported_sync_modes": ["full_refresh", "incremental"]},
-            "sync_mode": "incremental", "destination_sync_mode": "append"
-        }))
-        .unwrap();
-        let plan = plan_stream(&configured, &describe, &config, None, Utc::now()).unwrap();
+        let Planned { plan, mut ctx, .. } = planned(&org, "Contact", "incremental", "append").await;
         assert_eq!(plan.api, Api::Bulk);
-        let ctx = Ctx {
-            client,
-            preserve_na: false,
-            step: config.stream_slice_step,
-            heartbeat: std::time::Duration::from_millis(250),
-        };
+        ctx.heartbeat = std::time::Duration::from_millis(250);
         let (tx, rx) = mpsc::channel(10_000);
         let outcome = run_stream(&ctx, plan, Head::Read, &tx).await;
         assert!(matches!(outcome, Outcome::Complete), "{outcome:?}");
@@ -1771,29 +1745,8 @@ mod chunk_tests {
         })
         .await
         .unwrap();
-        let raw = json!({"client_id": "emulator-client-id", "client_secret": "emulator-client-secret",
-                         "refresh_token": "emulator-refresh-token", "login_url": org.base_url,
-                         "start_date": "2015-01-01"});
-        let config = Config::from_raw(
-            RawConfig::from_json(raw.as_object().unwrap()).unwrap(),
-            Utc::now(),
-        )
-        .unwrap();
-        let client = build_client(&config, &Rotation::new(JsonObject::new())).unwrap();
-        let describe = client.describe("Bench01__c").await.unwrap();
-        let configured: ConfiguredAirbyteStream = serde_json::from_value(json!({
-            "stream": {"name": "Bench01__c", "json_schema": {"type": "object", "properties": {}},
-                       "supported_sync_modes": ["full_refresh", "incremental"]},
-            "sync_mode": "full_refresh", "destination_sync_mode": "overwrite"
-        }))
-        .unwrap();
-        let plan = plan_stream(&configured, &describe, &config, None, Utc::now()).unwrap();
-        let ctx = Ctx {
-            client,
-            preserve_na: false,
-            step: config.stream_slice_step,
-            heartbeat: HEARTBEAT,
-        };
+        let Planned { plan, ctx, .. } =
+            planned(&org, "Bench01__c", "full_refresh", "overwrite").await;
         let before = salesforce_emulator::state::lock(&org.state.counters).total;
         let (tx, mut rx) = mpsc::channel(10_000);
         let counter = tokio::spawn(async move {
