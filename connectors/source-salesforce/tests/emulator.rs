@@ -156,6 +156,19 @@ pub(crate) fn states_of<'a>(run: &'a Run, stream: &str) -> Vec<&'a Value> {
         .collect()
 }
 
+/// The `SystemModstamp` cursor of each STATE of `stream`, in output order.
+pub(crate) fn cursor_values(run: &Run, stream: &str) -> Vec<String> {
+    states_of(run, stream)
+        .iter()
+        .map(|s| {
+            s["state"]["stream"]["stream_state"]["SystemModstamp"]
+                .as_str()
+                .unwrap_or_else(|| panic!("STATE without a cursor: {s}"))
+                .to_owned()
+        })
+        .collect()
+}
+
 /// Rows the emulator holds for an object, counted through its REST API with queryAll semantics
 /// (soft-deleted rows included), as a real org would answer.
 pub(crate) fn emulator_rows(org: &Org, object: &str) -> u64 {
@@ -379,15 +392,8 @@ fn incremental_second_run_returns_only_changes() {
         .unwrap()
         .to_owned();
     // Checkpoints never go backwards.
-    let mut previous = String::new();
-    for s in states_of(&first, "Account") {
-        let v = s["state"]["stream"]["stream_state"]["SystemModstamp"]
-            .as_str()
-            .unwrap()
-            .to_owned();
-        assert!(v >= previous, "{v} < {previous}");
-        previous = v;
-    }
+    let cursors = cursor_values(&first, "Account");
+    assert!(cursors.windows(2).all(|w| w[0] <= w[1]), "{cursors:?}");
 
     // Nothing changed: the second run reads only the lookback window and finds nothing new.
     let second = read(&org, &configured, Some(&json!([final_state])));
@@ -789,15 +795,7 @@ fn a_timed_out_query_is_read_in_smaller_windows() {
     lock(&org.handle.state.faults).query_timeout_rows = None;
     assert_eq!(ids.len() as u64, emulator_rows(&org, "Account"));
     // Checkpoints only move forward.
-    let cursors: Vec<String> = states_of(&run, "Account")
-        .iter()
-        .map(|s| {
-            s["state"]["stream"]["stream_state"]["SystemModstamp"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let cursors = cursor_values(&run, "Account");
     assert!(cursors.windows(2).all(|w| w[0] <= w[1]), "{cursors:?}");
 }
 

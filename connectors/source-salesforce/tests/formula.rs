@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 use testkit::{Run, json_file, run_connector};
 
 use crate::emulator::{
-    Org, bin, configured, discover, emulator_rows, patch_records, path, read_with, records_of,
-    states_of, statuses,
+    Org, bin, configured, cursor_values, discover, emulator_rows, patch_records, path, read_with,
+    records_of, states_of, statuses,
 };
 
 /// Never due within a test run once the key is recent: every 1 January at 00:00 UTC.
@@ -95,15 +95,18 @@ fn renamed_invoices(run: &Run, names: &BTreeMap<String, String>) -> usize {
 }
 
 fn cursors(run: &Run) -> Vec<String> {
-    states_of(run, "Invoice__c")
-        .iter()
-        .map(|s| {
-            s["state"]["stream"]["stream_state"]["SystemModstamp"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect()
+    cursor_values(run, "Invoice__c")
+}
+
+/// A first sync, then a run with its state that is not due. Returns that state, the same state
+/// made due (`formula_refreshed_at` long ago) and the API calls of the run that was not due.
+fn recent_and_due_states(org: &Org, config: &Value, catalog: &Value) -> (Value, Value, u64) {
+    let (first, _) = read_counted(org, config, catalog, None);
+    let recent = last_state(&first, "Invoice__c");
+    let (_, calls_not_due) = read_counted(org, config, catalog, Some(&input(&recent)));
+    let mut due = recent.clone();
+    due["formula_refreshed_at"] = json!(LONG_AGO);
+    (recent, due, calls_not_due)
 }
 
 fn read_counted(org: &Org, config: &Value, catalog: &Value, state: Option<&Value>) -> (Run, u64) {
@@ -311,11 +314,7 @@ fn a_refresh_of_more_rows_costs_one_call_per_rest_page() {
     let org = org(4_500);
     let catalog = configured(&discover(&org), &["Invoice__c"], "incremental");
     let config = with_schedule(&org, Some(YEARLY));
-    let (first, _) = read_counted(&org, &config, &catalog, None);
-    let recent = last_state(&first, "Invoice__c");
-    let (_, calls_not_due) = read_counted(&org, &config, &catalog, Some(&input(&recent)));
-    let mut old = recent.clone();
-    old["formula_refreshed_at"] = json!(LONG_AGO);
+    let (_, old, calls_not_due) = recent_and_due_states(&org, &config, &catalog);
     let (due, calls_due) = read_counted(&org, &config, &catalog, Some(&input(&old)));
     assert_eq!(
         records_of(&due, "Invoice__c").len() as u64,
@@ -330,11 +329,7 @@ fn a_refresh_of_many_rows_reads_through_one_bulk_job() {
     let org = org(12_500);
     let catalog = configured(&discover(&org), &["Invoice__c"], "incremental");
     let config = with_schedule(&org, Some(YEARLY));
-    let (first, _) = read_counted(&org, &config, &catalog, None);
-    let recent = last_state(&first, "Invoice__c");
-    let (_, calls_not_due) = read_counted(&org, &config, &catalog, Some(&input(&recent)));
-    let mut old = recent.clone();
-    old["formula_refreshed_at"] = json!(LONG_AGO);
+    let (_, old, calls_not_due) = recent_and_due_states(&org, &config, &catalog);
     let (due, calls_due) = read_counted(&org, &config, &catalog, Some(&input(&old)));
     let mut ids: Vec<&str> = records_of(&due, "Invoice__c")
         .iter()
@@ -389,11 +384,7 @@ fn a_refresh_stopped_by_the_daily_limit_keeps_the_old_key_and_is_retried() {
     let org = org(4_500);
     let catalog = configured(&discover(&org), &["Invoice__c"], "incremental");
     let config = with_schedule(&org, Some(YEARLY));
-    let (first, _) = read_counted(&org, &config, &catalog, None);
-    let recent = last_state(&first, "Invoice__c");
-    let (_, calls_not_due) = read_counted(&org, &config, &catalog, Some(&input(&recent)));
-    let mut old = recent.clone();
-    old["formula_refreshed_at"] = json!(LONG_AGO);
+    let (recent, old, calls_not_due) = recent_and_due_states(&org, &config, &catalog);
     // The normal read and the refresh's first page succeed; its second page hits the limit.
     let mut script = vec![200; calls_not_due as usize + 1];
     script.push(403);

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use testkit::Run;
 
 use crate::emulator::{
-    Org, block_on, configured, discover, emulator_rows, patch_records, read, records_of, states_of,
-    statuses,
+    Org, block_on, configured, cursor_values, discover, emulator_rows, patch_records, read,
+    records_of, states_of, statuses,
 };
 
 const WIDE: &str = "Wide__c";
@@ -125,16 +125,9 @@ fn check_full_refresh_states(run: &Run, stream: &str) {
 /// The cursor values of a run's STATEs: never going back; the last at least every record's.
 fn check_incremental_states(run: &Run, stream: &str) -> Value {
     let states = states_of(run, stream);
-    let cursors: Vec<&str> = states
-        .iter()
-        .map(|s| {
-            s["state"]["stream"]["stream_state"]["SystemModstamp"]
-                .as_str()
-                .unwrap()
-        })
-        .collect();
+    let cursors = cursor_values(run, stream);
     assert!(cursors.windows(2).all(|w| w[0] <= w[1]), "{cursors:?}");
-    let last = *cursors.last().unwrap();
+    let last = cursors.last().unwrap().as_str();
     let newest = records_of(run, stream)
         .iter()
         .map(|r| r["record"]["data"]["SystemModstamp"].as_str().unwrap())

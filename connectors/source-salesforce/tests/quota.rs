@@ -6,8 +6,8 @@ use serde_json::{Value, json};
 use testkit::Run;
 
 use crate::emulator::{
-    Org, block_on, configured, discover, emulator_rows, final_states, query_count, read_with,
-    records_of, states_of,
+    Org, block_on, configured, cursor_values, discover, emulator_rows, final_states, query_count,
+    read_with, records_of, states_of,
 };
 
 /// Updates `Name` of `ids` of `object` through the emulator's admin API.
@@ -418,15 +418,7 @@ fn a_mid_sized_delta_pages_through_rest() {
     assert_eq!(ids.len(), unique.len(), "no duplicates");
     assert_eq!(ids.len() as u64, emulator_rows(&org, "Opportunity"));
     // A STATE after every page, never going backwards.
-    let cursors: Vec<String> = states_of(&run, "Opportunity")
-        .iter()
-        .map(|s| {
-            s["state"]["stream"]["stream_state"]["SystemModstamp"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let cursors = cursor_values(&run, "Opportunity");
     assert!(cursors.len() >= 3, "{cursors:?}");
     assert!(cursors.windows(2).all(|w| w[0] <= w[1]), "{cursors:?}");
 }
