@@ -414,6 +414,18 @@ fn a_catalog_naming_an_unknown_object_or_key_is_a_config_error() {
 
 /// Reads rows back through the REST API (the emulator's SOQL), independently of the connector.
 fn query(org: &Org, soql: &str) -> Vec<Value> {
+    let page = query_page(org, soql);
+    assert!(page.done);
+    page.records
+}
+
+/// The `totalSize` of a SOQL query (e.g. `SELECT COUNT() ...`) through the REST API.
+fn count(org: &Org, soql: &str) -> u64 {
+    query_page(org, soql).total_size
+}
+
+/// The first page of a SOQL query through the REST API.
+fn query_page(org: &Org, soql: &str) -> salesforce_client::QueryPage<Value> {
     let client = salesforce_client::Client::builder()
         .with_login_url(org.handle.base_url.clone())
         .with_credentials(salesforce_client::Credentials::refresh_token(
@@ -423,12 +435,9 @@ fn query(org: &Org, soql: &str) -> Vec<Value> {
         ))
         .build()
         .unwrap();
-    let page: salesforce_client::QueryPage<Value> = org
-        ._runtime
+    org._runtime
         .block_on(client.query_page(soql, salesforce_client::QueryOptions::default()))
-        .unwrap();
-    assert!(page.done);
-    page.records
+        .unwrap()
 }
 
 fn record(stream: &str, data: Value) -> String {
@@ -1303,23 +1312,14 @@ fn slow_one_million_rows_streamed_through_stdin_are_all_written_with_bounded_mem
             json!({"recordCount": STATE_EVERY as f64, "rejectedRecordCount": 0.0})
         );
     }
-    let client = salesforce_client::Client::builder()
-        .with_login_url(org.handle.base_url.clone())
-        .with_credentials(salesforce_client::Credentials::refresh_token(
-            "emulator-client-id",
-            Some("emulator-client-secret"),
-            "emulator-refresh-token",
-        ))
-        .build()
-        .unwrap();
-    let page: salesforce_client::QueryPage<Value> = org
-        ._runtime
-        .block_on(client.query_page(
-            "SELECT COUNT() FROM Contact WHERE LastName = 'Zzmillion'",
-            salesforce_client::QueryOptions::default(),
-        ))
-        .unwrap();
-    assert_eq!(page.total_size, ROWS, "every row written");
+    assert_eq!(
+        count(
+            &org,
+            "SELECT COUNT() FROM Contact WHERE LastName = 'Zzmillion'"
+        ),
+        ROWS,
+        "every row written"
+    );
     assert!(peak > 0, "VmHWM was read");
     assert!(
         peak < MAX_PEAK_RSS_KIB,
@@ -1370,21 +1370,12 @@ fn an_idle_object_gets_its_batch_early_and_every_row_is_written() {
         after - before <= 8 * jobs + 2,
         "calls stay few: {by_endpoint}"
     );
-    let client = salesforce_client::Client::builder()
-        .with_login_url(org.handle.base_url.clone())
-        .with_credentials(salesforce_client::Credentials::refresh_token(
-            "emulator-client-id",
-            Some("emulator-client-secret"),
-            "emulator-refresh-token",
-        ))
-        .build()
-        .unwrap();
-    let page: salesforce_client::QueryPage<Value> = org
-        ._runtime
-        .block_on(client.query_page(
-            "SELECT COUNT() FROM Contact WHERE LastName = 'Zzearly'",
-            salesforce_client::QueryOptions::default(),
-        ))
-        .unwrap();
-    assert_eq!(page.total_size, ROWS, "every row written");
+    assert_eq!(
+        count(
+            &org,
+            "SELECT COUNT() FROM Contact WHERE LastName = 'Zzearly'"
+        ),
+        ROWS,
+        "every row written"
+    );
 }
