@@ -230,19 +230,29 @@ def full_read(side: Side, n: int, label: str) -> dict | None:
         cleanup(wd)
 
 
-def scenario_b(sizes: dict) -> None:
-    n = sizes["b"]
+def each_side(scenario: str, run) -> tuple[dict | None, dict | None]:
+    """Runs `run(Side)` for ours and the reference (those in SIDES); a side that cannot run is
+    recorded as NOT RUN and comes back as None. Returns (ours, reference)."""
     res = {}
     for name in SIDES:
         try:
-            res[name] = full_read(Side(name), n, f"{n:,} rows")
+            res[name] = run(Side(name))
         except NotRun as e:
-            not_run("b", f"{name} side: {e}")
+            not_run(scenario, f"{name} side: {e}")
             res[name] = None
-    o, r = res.get("ours"), res.get("reference")
+    return res.get("ours"), res.get("reference")
+
+
+def g(d: dict | None, k: str):
+    """`d[k]`, or None for a side that did not run."""
+    return None if d is None else d[k]
+
+
+def scenario_b(sizes: dict) -> None:
+    n = sizes["b"]
+    o, r = each_side("b", lambda side: full_read(side, n, f"{n:,} rows"))
     if o is None and r is None:
         return
-    g = lambda d, k: None if d is None else d[k]  # noqa: E731
     row("b", f"records read, {n:,} Account rows", g(o, "records"), g(r, "records"),
         target=f"= rows incl. deleted ({(o or r)['expected']:,})",
         ok=None if o is None else o["records"] == o["expected"])
@@ -304,17 +314,9 @@ def incremental_first(side: Side, n: int) -> dict:
 
 def scenario_c(sizes: dict) -> None:
     n = sizes["c"]
-    res = {}
-    for name in SIDES:
-        try:
-            res[name] = incremental_first(Side(name), n)
-        except NotRun as e:
-            not_run("c", f"{name} side: {e}")
-            res[name] = None
-    o, r = res.get("ours"), res.get("reference")
+    o, r = each_side("c", lambda side: incremental_first(side, n))
     if o is None and r is None:
         return
-    g = lambda d, k: None if d is None else d[k]  # noqa: E731
     label = f"{len(C_OBJECTS)} objects x {n:,} rows"
     row("c", f"records, {label}", g(o, "records"), g(r, "records"))
     row("c", "API calls, first incremental sync", g(o, "calls"), g(r, "calls"),
@@ -386,17 +388,9 @@ def incremental_repeat(side: Side, n: int) -> dict:
 
 def scenario_d(sizes: dict) -> None:
     n = sizes["d"]
-    res = {}
-    for name in SIDES:
-        try:
-            res[name] = incremental_repeat(Side(name), n)
-        except NotRun as e:
-            not_run("d", f"{name} side: {e}")
-            res[name] = None
-    o, r = res.get("ours"), res.get("reference")
+    o, r = each_side("d", lambda side: incremental_repeat(side, n))
     if o is None and r is None:
         return
-    g = lambda d, k: None if d is None else d[k]  # noqa: E731
     row("d", f"API calls, first sync of {D_OBJECTS} objects x {n:,} rows (setup)",
         g(o, "first_calls"), g(r, "first_calls"), _r(ratio(g(o, "first_calls"), g(r, "first_calls")), 3))
     row("d", "API calls, repeat sync, nothing new", g(o, "none_calls"), g(r, "none_calls"),
@@ -442,7 +436,6 @@ def scenario_e(sizes: dict) -> None:
         if o is None and r is None:
             continue
         bound = 1 + math.ceil(n_objects / 25)
-        g = lambda d, k: None if d is None else d[k]  # noqa: E731
         row("e", f"discover API calls, {n_objects} objects in the org", g(o, "calls"), g(r, "calls"),
             _r(ratio(g(o, "calls"), g(r, "calls")), 3), target=f"ours <= 1 + ceil(N/25) = {bound}",
             ok=None if o is None else o["calls"] <= bound)
