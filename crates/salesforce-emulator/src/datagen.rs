@@ -397,17 +397,14 @@ impl GenCtx {
                 let stage = def
                     .index("StageName")
                     .map(|k| self.value(schema, obj, k, i));
-                let info = stage
+                let derived = stage
                     .as_ref()
                     .and_then(Value::as_str)
-                    .and_then(crate::schema::stage_info);
-                match (info, attr) {
-                    (Some((closed, _, _)), StageAttr::IsClosed) => Value::Bool(closed),
-                    (Some((_, won, _)), StageAttr::IsWon) => Value::Bool(won),
-                    (Some((_, _, p)), StageAttr::Probability) => Value::Double(p),
-                    (None, StageAttr::Probability) => Value::Null,
-                    (None, _) => Value::Bool(false),
-                }
+                    .and_then(|s| attr.of_stage(s));
+                derived.unwrap_or(match attr {
+                    StageAttr::Probability => Value::Null,
+                    _ => Value::Bool(false),
+                })
             }
             Gen::CategoryGroup => Value::Lit(pick(h, &["Products", "Regions", "Channels"])),
             Gen::RecordTypes => {

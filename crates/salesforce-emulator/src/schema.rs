@@ -288,6 +288,20 @@ pub enum StageAttr {
     Probability,
 }
 
+impl StageAttr {
+    /// The value `stage` gives this field (see [`stage_info`]); `None` for a stage outside the
+    /// standard picklist.
+    pub fn of_stage(self, stage: &str) -> Option<crate::value::Value> {
+        use crate::value::Value;
+        let (closed, won, probability) = stage_info(stage)?;
+        Some(match self {
+            StageAttr::IsClosed => Value::Bool(closed),
+            StageAttr::IsWon => Value::Bool(won),
+            StageAttr::Probability => Value::Double(probability),
+        })
+    }
+}
+
 /// (IsClosed, IsWon, default Probability) of a stage of the standard opportunity stage picklist
 /// (Salesforce's default `OpportunityStage` values: "Closed Won" is closed and won at 100 %,
 /// "Closed Lost" closed and lost at 0 %, open stages carry their default probability).

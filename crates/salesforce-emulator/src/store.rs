@@ -15,7 +15,7 @@
 
 use crate::datagen::GenCtx;
 use crate::ids;
-use crate::schema::{FieldDef, FieldType, Formula, Gen, Schema, Source, StageAttr, stage_info};
+use crate::schema::{FieldDef, FieldType, Formula, Gen, Schema, Source, StageAttr};
 use crate::value::{self, Value};
 use base64::Engine;
 use std::collections::{BTreeSet, HashMap};
@@ -1250,23 +1250,20 @@ impl<'a> Writer<'a> {
         let Some(stage) = def
             .index("StageName")
             .and_then(|f| row.values[f].as_str())
-            .and_then(stage_info)
+            .map(str::to_owned)
         else {
             return;
         };
-        let (closed, won, probability) = stage;
         for (f, fd) in def.fields.iter().enumerate() {
             let Source::Gen(Gen::Stage(attr)) = &fd.source else {
                 continue;
             };
-            row.values[f] = match attr {
-                StageAttr::IsClosed => Value::Bool(closed),
-                StageAttr::IsWon => Value::Bool(won),
-                StageAttr::Probability if row.values[f] == Value::Null => {
-                    Value::Double(probability)
-                }
-                StageAttr::Probability => continue,
-            };
+            if *attr == StageAttr::Probability && row.values[f] != Value::Null {
+                continue;
+            }
+            if let Some(v) = attr.of_stage(&stage) {
+                row.values[f] = v;
+            }
         }
     }
 
@@ -1365,24 +1362,21 @@ impl<'a> Writer<'a> {
         let stage = def
             .index("StageName")
             .and_then(|f| row.binary_search_by_key(&f, |(g, _)| *g).ok())
-            .and_then(|k| text_of(&row[k].1))
-            .and_then(|t| stage_info(&t));
-        if let Some((closed, won, probability)) = stage {
+            .and_then(|k| text_of(&row[k].1));
+        if let Some(stage) = stage {
             for (f, fd) in def.fields.iter().enumerate() {
                 let Source::Gen(Gen::Stage(attr)) = &fd.source else {
                     continue;
                 };
                 let at = row.binary_search_by_key(&f, |(g, _)| *g);
-                let v = match (attr, at) {
-                    (StageAttr::IsClosed, _) => Value::Bool(closed),
-                    (StageAttr::IsWon, _) => Value::Bool(won),
-                    (StageAttr::Probability, Err(_)) => Value::Double(probability),
-                    (StageAttr::Probability, Ok(k))
-                        if matches!(&row[k].1, Parsed::Value(Value::Null)) =>
-                    {
-                        Value::Double(probability)
-                    }
-                    (StageAttr::Probability, Ok(_)) => continue,
+                let given = at
+                    .as_ref()
+                    .is_ok_and(|&k| !matches!(&row[k].1, Parsed::Value(Value::Null)));
+                if *attr == StageAttr::Probability && given {
+                    continue;
+                }
+                let Some(v) = attr.of_stage(&stage) else {
+                    continue;
                 };
                 match at {
                     Ok(k) => row[k].1 = Parsed::Value(v),
