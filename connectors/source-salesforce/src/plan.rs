@@ -246,16 +246,11 @@ impl StreamPlan {
         let mut soql = format!("SELECT {} FROM {}", fields.join(separator), self.info.name);
         // REST orders by the key too, so a wide object's column chunks come back row-aligned.
         let tie = match (api, &self.info.primary_key) {
-            (Api::Rest, Some(pk)) => format!(", {pk} ASC"),
-            _ => String::new(),
+            (Api::Rest, Some(pk)) => Some(pk.as_str()),
+            _ => None,
         };
         if let (Some(inc), Some((lower, upper))) = (&self.incremental, window) {
-            let c = &inc.cursor;
-            soql.push_str(&format!(
-                " WHERE {c} >= {} AND {c} < {} ORDER BY {c} ASC{tie}",
-                salesforce_client::soql::datetime_literal(lower),
-                salesforce_client::soql::datetime_literal(upper)
-            ));
+            soql.push_str(&window_clause(&inc.cursor, lower, upper, tie));
         } else if let (Api::Rest, Some(pk)) = (api, &self.info.primary_key) {
             soql.push_str(&format!(" ORDER BY {pk} ASC"));
         }
@@ -269,17 +264,47 @@ impl StreamPlan {
     pub fn soql_after_key(&self, api: Api, key: &str, last: &str) -> String {
         let fields = self.select_fields(api);
         let separator = if api == Api::Bulk { ", " } else { "," };
-        let mut soql = format!(
-            "SELECT {} FROM {} WHERE {key} > {}",
+        format!(
+            "SELECT {} FROM {}{}",
             fields.join(separator),
             self.info.name,
-            salesforce_client::soql::quote(last)
-        );
-        if api == Api::Rest {
-            soql.push_str(&format!(" ORDER BY {key} ASC"));
-        }
-        soql
+            after_key_clause(None, key, last, api == Api::Rest)
+        )
     }
+}
+
+/// ` WHERE {cursor} >= lower AND {cursor} < upper ORDER BY {cursor} ASC[, {tie} ASC]`: one
+/// window of an incremental read (also what a REST re-run appends, see `crate::rerun`).
+pub(crate) fn window_clause(
+    cursor: &str,
+    lower: DateTime<Utc>,
+    upper: DateTime<Utc>,
+    tie: Option<&str>,
+) -> String {
+    let tie = tie.map(|key| format!(", {key} ASC")).unwrap_or_default();
+    format!(
+        " WHERE {cursor} >= {} AND {cursor} < {} ORDER BY {cursor} ASC{tie}",
+        salesforce_client::soql::datetime_literal(lower),
+        salesforce_client::soql::datetime_literal(upper)
+    )
+}
+
+/// ` WHERE [{filter} AND ]{key} > 'last'[ ORDER BY {key} ASC]`: the rows after the last key
+/// read (full refresh; also what a REST re-run appends, see `crate::rerun`).
+pub(crate) fn after_key_clause(
+    filter: Option<&str>,
+    key: &str,
+    last: &str,
+    ordered: bool,
+) -> String {
+    let last = salesforce_client::soql::quote(last);
+    let filter = filter.map(|f| format!("{f} AND ")).unwrap_or_default();
+    let order = if ordered {
+        format!(" ORDER BY {key} ASC")
+    } else {
+        String::new()
+    };
+    format!(" WHERE {filter}{key} > {last}{order}")
 }
 
 /// The smallest window a timed-out query is split into.

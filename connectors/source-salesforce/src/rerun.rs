@@ -19,6 +19,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use crate::convert::parse_timestamp;
+use crate::plan::{after_key_clause, window_clause};
 
 /// How many times in a row a query may be re-run without a row coming back in between.
 pub(crate) const MAX_RERUNS: u32 = 5;
@@ -215,36 +216,18 @@ impl RestPosition {
             return Ok(self.original.clone());
         }
         let tail = match &self.order {
-            Order::Key { filter } => after_key_tail(filter.as_deref(), &self.key, &self.last_key),
+            Order::Key { filter } => {
+                after_key_clause(filter.as_deref(), &self.key, &self.last_key, true)
+            }
             Order::Cursor { cursor, upper } => {
                 let Some(from) = self.last_cursor else {
                     return Err(RerunError::Broken);
                 };
-                window_tail(cursor, &self.key, from, *upper)
+                window_clause(cursor, from, *upper, Some(&self.key))
             }
             Order::Unordered => return Err(RerunError::Unordered),
         };
         Ok(format!("{}{tail}", self.head))
-    }
-}
-
-/// ` WHERE {cursor} >= from AND {cursor} < upper ORDER BY {cursor} ASC, {key} ASC`, as
-/// `StreamPlan::soql_window` writes it for REST.
-fn window_tail(cursor: &str, key: &str, from: DateTime<Utc>, upper: DateTime<Utc>) -> String {
-    format!(
-        " WHERE {cursor} >= {} AND {cursor} < {} ORDER BY {cursor} ASC, {key} ASC",
-        salesforce_client::soql::datetime_literal(from),
-        salesforce_client::soql::datetime_literal(upper)
-    )
-}
-
-/// ` WHERE [{filter} AND ]{key} > 'last' ORDER BY {key} ASC`, as `StreamPlan::soql_after_key`
-/// writes it for REST.
-fn after_key_tail(filter: Option<&str>, key: &str, last: &str) -> String {
-    let last = salesforce_client::soql::quote(last);
-    match filter {
-        Some(f) => format!(" WHERE {f} AND {key} > {last} ORDER BY {key} ASC"),
-        None => format!(" WHERE {key} > {last} ORDER BY {key} ASC"),
     }
 }
 
